@@ -208,9 +208,11 @@ def parse_block(
     """
     n_lines = block.count(b"\n")
     try:
+        if block.startswith(b"\n") or b"\n\n" in block:
+            raise MalformedLineError(path, first_line, "(line)", "an empty line", "40 fields")  # pyarrow fills it
         table = pacsv.read_csv(io.BytesIO(block), *_arrow_options(use_threads))
         return _convert(path, first_line, n_lines, table)
-    except (pa.ArrowInvalid, MalformedLineError) as exc:
+    except (pa.ArrowInvalid, MalformedLineError, InputFileError) as exc:
         bad = _find_malformed_lines(path, first_line, block)
         if not bad:
             raise InputFileError(
