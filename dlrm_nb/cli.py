@@ -39,7 +39,12 @@ def _prepare(args: argparse.Namespace) -> None:
         skip_malformed=args.skip_malformed,
     )
     manifest = prepare(
-        args.raw_dir, args.out_dir, settings, engine=args.engine, scheduler=args.scheduler, workers=args.workers
+        args.raw_dir,
+        args.out_dir,
+        settings,
+        engine=args.engine,
+        scheduler=args.scheduler,
+        workers=args.workers,
     )
     print(f"prepared {args.out_dir}: {output_summary(manifest)}")
     if manifest.get("malformed_lines_skipped"):
@@ -53,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth = commands.add_parser("synth", help="write synthetic raw Criteo files with a planted signal")
     synth.add_argument("out_dir", metavar="OUT_DIR", help="folder for the raw files and synthetic.json")
     synth.add_argument("--dataset", choices=sorted(DATASETS), default="terabyte", help="file layout to write")
-    synth.add_argument("--days", type=int, default=None, help="day files (default: 24 Terabyte, 7 Kaggle splits)")
+    synth.add_argument(
+        "--days", type=int, default=None, help="day files (default: 24 Terabyte, 7 Kaggle splits)"
+    )
     synth.add_argument("--rows-per-day", type=int, default=2000, help="lines per training day")
     synth.add_argument("--test-day-rows", type=int, default=None, help="lines of the last (test) day")
     synth.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same bytes)")
@@ -61,22 +68,42 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(run=_synth)
 
     prep = commands.add_parser("prepare", help="raw day files -> upstream's preprocessed npz and .bin files")
-    prep.add_argument("raw_dir", metavar="RAW_DIR", help="folder with day_0..day_23 (or train.txt), plain or .gz")
+    prep.add_argument(
+        "raw_dir", metavar="RAW_DIR", help="folder with day_0..day_23 (or train.txt), plain or .gz"
+    )
     prep.add_argument("out_dir", metavar="OUT_DIR", help="output folder (new, or one this tool started)")
-    prep.add_argument("--max-ind-range", type=int, required=True,
-                      help="hash ids modulo this (40000000 for tb00_40M, 10000000 for tb0875_10M; <= 0: no hashing)")
-    prep.add_argument("--sub-sample-rate", type=float, default=0.0,
-                      help="drop label-0 lines with this probability (0.875 for tb0875_10M)")
+    prep.add_argument(
+        "--max-ind-range",
+        type=int,
+        required=True,
+        help="hash ids modulo this (40000000 for tb00_40M, 10000000 for tb0875_10M; <= 0: no hashing)",
+    )
+    prep.add_argument(
+        "--sub-sample-rate",
+        type=float,
+        default=0.0,
+        help="drop label-0 lines with this probability (0.875 for tb0875_10M)",
+    )
     prep.add_argument("--seed", type=int, default=DEFAULT_SEED, help="numpy RandomState seed (upstream: 123)")
     prep.add_argument("--dataset", choices=sorted(DATASETS), default="terabyte", help="raw layout")
-    prep.add_argument("--days", type=int, default=None, help="number of days (default: 24 Terabyte, 7 Kaggle)")
-    prep.add_argument("--engine", choices=("local", "dask"), default="local", help="run days in-process or on Dask")
+    prep.add_argument(
+        "--days", type=int, default=None, help="number of days (default: 24 Terabyte, 7 Kaggle)"
+    )
+    prep.add_argument(
+        "--engine", choices=("local", "dask"), default="local", help="run days in-process or on Dask"
+    )
     prep.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (engine dask)")
     prep.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (engine dask)")
-    prep.add_argument("--write-train", action="store_true",
-                      help="also write day_N_processed.npz (and training outputs) for training")
-    prep.add_argument("--skip-malformed", action="store_true",
-                      help="skip malformed lines (counted in the manifest) instead of stopping")
+    prep.add_argument(
+        "--write-train",
+        action="store_true",
+        help="also write day_N_processed.npz (and training outputs) for training",
+    )
+    prep.add_argument(
+        "--skip-malformed",
+        action="store_true",
+        help="skip malformed lines (counted in the manifest) instead of stopping",
+    )
     prep.set_defaults(run=_prepare)
     return parser
 

@@ -66,7 +66,7 @@ class DatasetLayout:
         return f"{self.day_prefix}_{day}_reordered.npz"
 
     def bin_name(self, split: str) -> str:
-        if split not in SPLITS + ("train",):
+        if split not in (*SPLITS, "train"):
             raise ValueError(f"split {split!r} is not one of train, test, val")
         return f"{self.bin_prefix}_processed_{split}.bin"
 

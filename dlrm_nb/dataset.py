@@ -129,7 +129,9 @@ def open_split(data_dir: str | os.PathLike, split: str = "test", dataset: str | 
         path = data_dir / layout.reordered_name(layout.test_day)
         if path.exists():
             return CriteoSplit.from_reordered_npz(path, split)
-    names = [layout.bin_name(split) for layout in layouts] + [layout.reordered_name(layout.test_day) for layout in layouts]
+    names = [layout.bin_name(split) for layout in layouts] + [
+        layout.reordered_name(layout.test_day) for layout in layouts
+    ]
     raise InputFileError(f"{data_dir} holds none of {', '.join(names)}; run `dlrm-nb prepare` first")
 
 

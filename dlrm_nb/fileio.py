@@ -53,10 +53,9 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 def save_npz_from_npy_files(path: str | os.PathLike, members: dict[str, Path]) -> None:
     """Build an uncompressed ``.npz`` (as ``np.savez`` makes) from ``.npy`` files on disk,
     streaming them, so arrays larger than memory can be stored."""
-    with atomic_output(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for name, npy in members.items():
-                zf.write(npy, arcname=f"{name}.npy")
+    with atomic_output(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, npy in members.items():
+            zf.write(npy, arcname=f"{name}.npy")
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[str]:

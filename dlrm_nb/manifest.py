@@ -33,7 +33,9 @@ def new_manifest(settings: dict[str, Any], inputs: list[dict[str, Any]]) -> dict
     }
 
 
-def open_output_folder(out_dir: Path, settings: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
+def open_output_folder(
+    out_dir: Path, settings: dict[str, Any], inputs: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Create or reopen ``out_dir`` for a run with ``settings`` and ``inputs``; return its manifest.
 
     Refuses a folder that holds files but no manifest of ours, and a folder whose manifest
@@ -61,8 +63,11 @@ def _check_same_run(path: Path, manifest: dict[str, Any], settings: dict[str, An
     if manifest.get("tool") != "dlrm_nb":
         raise ForeignOutputError(f"{path} is not a dlrm-nb manifest; choose another output folder")
     old = manifest.get("settings", {})
-    changed = [f"{key}: {old.get(key)!r} -> {settings.get(key)!r}" for key in sorted(set(old) | set(settings))
-               if old.get(key) != settings.get(key)]
+    changed = [
+        f"{key}: {old.get(key)!r} -> {settings.get(key)!r}"
+        for key in sorted(set(old) | set(settings))
+        if old.get(key) != settings.get(key)
+    ]
     if manifest.get("inputs") != inputs:
         changed.append("input files (names or sizes) differ from those recorded")
     if changed:

@@ -49,6 +49,7 @@ from .fileio import atomic_output, remove_stale_temps, save_npz, save_npz_from_n
 from .manifest import WORK_DIR_NAME, input_record, open_output_folder, save_manifest
 from .ranks import FirstSeenRanks
 from .rawtext import count_lines, iter_parsed_blocks
+from .shuffle import plan_shuffle
 
 ENGINES = ("local", "dask")
 _ROWS_PER_WRITE = 1 << 20
@@ -74,7 +75,9 @@ class PrepareSettings:
         if self.days is not None and self.days < 2:
             raise DlrmNbError(f"days {self.days} is too few: at least one training day and the test day")
         if not isinstance(self.max_ind_range, int):
-            raise DlrmNbError(f"max_ind_range {self.max_ind_range!r} is not an integer (<= 0 means no hashing)")
+            raise DlrmNbError(
+                f"max_ind_range {self.max_ind_range!r} is not an integer (<= 0 means no hashing)"
+            )
 
     @property
     def layout(self) -> DatasetLayout:
@@ -167,17 +170,22 @@ def process_day(
     rng_state: dict[str, Any] | None,
     emit_records: bool,
     progress: bool = True,
+    dictionaries: list[FirstSeenRanks] | None = None,
 ) -> dict[str, Any]:
     """Parse, sub-sample and hash one day; write its first-appearance values (and rows).
 
-    Writes ``day_{d}.uniques.npz`` (per feature ``f{j}``: int64 values in order of first
-    appearance), with ``emit_records`` also ``day_{d}.records`` (int32 [kept, 40]:
-    label, dense with negatives zeroed, day-local ranks), then the summary
-    ``day_{d}.json`` that marks the day as done. Returns the summary.
+    With ``dictionaries`` (the global ones, holding exactly the days before this one: the
+    local engine) ids get their final ranks at once; without, day-local ranks (any order,
+    any process: the Dask engine). Writes ``day_{d}.uniques.npz`` (per feature ``f{j}``:
+    int64 values in order of first appearance; only the new ones with ``dictionaries``),
+    with ``emit_records`` also ``day_{d}.records`` (int32 [kept, 40]: label, dense with
+    negatives zeroed, ranks), then the summary ``day_{d}.json`` that marks the day as
+    done. Returns the summary.
     """
     work = Path(work_dir)
     rng = _rng_from_state(rng_state, settings)
-    ranks = [FirstSeenRanks(settings.max_ind_range) for _ in range(N_CAT)]
+    ranks = dictionaries if dictionaries is not None else _day_tables(settings.max_ind_range)
+    known = [table.count for table in ranks]
     lines = kept = malformed = 0
     records_file = _records_path(work, source.day)
     bar = tqdm(desc=f"day {source.day}", unit=" lines", unit_scale=True, leave=False, disable=not progress)
@@ -194,17 +202,36 @@ def process_day(
     bar.close()
     if not emit_records:
         records_file.unlink()
-    save_npz(_uniques_path(work, source.day), **{f"f{j}": ranks[j].uniques() for j in range(N_CAT)})
+    save_npz(
+        _uniques_path(work, source.day), **{f"f{j}": ranks[j].uniques()[known[j] :] for j in range(N_CAT)}
+    )
     summary = {
         "day": source.day,
         "lines": lines,
         "kept": kept,
         "malformed": malformed,
         "records": emit_records,
+        "ranks": "global" if dictionaries is not None else "local",
         "rng_state_end": _rng_state_dict(rng),
     }
     write_json(_summary_path(work, source.day), summary)
     return summary
+
+
+def _day_tables(max_ind_range: int) -> list[FirstSeenRanks]:
+    """Day-local dictionaries. Inside a Dask worker they are kept on the worker and reset
+    between days, so the dense tables' pages are zero-filled once per worker, not per day."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return [FirstSeenRanks(max_ind_range) for _ in range(N_CAT)]
+    cache = worker.__dict__.setdefault("_dlrm_nb_rank_tables", {})
+    tables = cache.setdefault(max_ind_range, [FirstSeenRanks(max_ind_range) for _ in range(N_CAT)])
+    for table in tables:
+        table.reset()
+    return tables
 
 
 def _day_blocks(source: DaySource, settings: PrepareSettings):
@@ -218,7 +245,11 @@ def _day_blocks(source: DaySource, settings: PrepareSettings):
 
 
 def _sub_sample(
-    labels: np.ndarray, n_lines: int, parsed_mask: np.ndarray | None, rng: np.random.RandomState | None, rate: float
+    labels: np.ndarray,
+    n_lines: int,
+    parsed_mask: np.ndarray | None,
+    rng: np.random.RandomState | None,
+    rate: float,
 ) -> np.ndarray | None:
     """Upstream's rule: one uniform draw per line read; drop a line iff label 0 and draw < rate."""
     if rng is None:
@@ -229,19 +260,20 @@ def _sub_sample(
     return ~((labels == 0) & (draws < rate))
 
 
-def _hashed_rows(block, keep: np.ndarray | None, max_ind_range: int, ranks: list[FirstSeenRanks]) -> np.ndarray:
+def _hashed_rows(
+    block, keep: np.ndarray | None, max_ind_range: int, ranks: list[FirstSeenRanks]
+) -> np.ndarray:
     """Rows int32 [K, 40] of the kept lines: label, dense (negatives zeroed), day-local ranks."""
     labels, dense, cats = block.labels, block.dense, block.cats
     if keep is not None and not keep.all():
-        labels, dense, cats = labels[keep], dense[keep], cats[keep]
+        labels, dense, cats = labels[keep], dense[keep], cats[:, keep]
     rows = np.empty((len(labels), N_FIELDS), dtype=BIN_DTYPE)
     rows[:, LABEL_COL] = labels
     np.maximum(dense, 0, out=rows[:, DENSE_COLS])
-    if max_ind_range > 0:
-        cats = cats % np.uint64(max_ind_range)
-    values = cats.view(np.int64)  # ids are < 2^64 - 1 and, without hashing, < 2^32 for real data
+    modulo = np.uint64(max_ind_range) if max_ind_range > 0 else None
     for j in range(N_CAT):
-        rows[:, CAT_COLS.start + j] = ranks[j].update(np.ascontiguousarray(values[:, j]))
+        values = cats[j] % modulo if modulo is not None else cats[j]
+        rows[:, CAT_COLS.start + j] = ranks[j].update(values.view(np.int64))
     return rows
 
 
@@ -258,11 +290,23 @@ def _rng_state_dict(rng: np.random.RandomState | None) -> dict[str, Any] | None:
     if rng is None:
         return None
     name, keys, pos, has_gauss, cached = rng.get_state()
-    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {
+        "name": name,
+        "keys": keys.tolist(),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def _state_tuple(state: dict[str, Any]) -> tuple:
-    return (state["name"], np.array(state["keys"], dtype=np.uint32), state["pos"], state["has_gauss"], state["cached"])
+    return (
+        state["name"],
+        np.array(state["keys"], dtype=np.uint32),
+        state["pos"],
+        state["has_gauss"],
+        state["cached"],
+    )
 
 
 def advance_rng_state(state: dict[str, Any] | None, seed: int, draws: int) -> dict[str, Any]:
@@ -298,14 +342,24 @@ def _run_local(
     bar: tqdm,
     progress: bool,
 ) -> None:
+    """Days in order in this process, ranking ids with the global dictionaries directly."""
+    dictionaries = [FirstSeenRanks(settings.max_ind_range) for _ in range(N_CAT)]
     state = None
     for source in sources:
         if source.day in done:
-            state = done[source.day]["rng_state_end"]
-            continue
-        done[source.day] = process_day(source, settings, str(work_dir), state, emit[source.day], progress)
+            _feed(dictionaries, work_dir, source.day)
+        else:
+            done[source.day] = process_day(
+                source, settings, str(work_dir), state, emit[source.day], progress, dictionaries
+            )
+            _tick(bar, done[source.day])
         state = done[source.day]["rng_state_end"]
-        _tick(bar, done[source.day])
+
+
+def _feed(dictionaries: list[FirstSeenRanks], work_dir: Path, day: int) -> list[np.ndarray]:
+    """Add a finished day's first-appearance values to the dictionaries; return their ranks."""
+    with np.load(_uniques_path(work_dir, day)) as uniques:
+        return [dictionaries[j].update(uniques[f"f{j}"]) for j in range(N_CAT)]
 
 
 def _tick(bar: tqdm, summary: dict[str, Any]) -> None:
@@ -317,7 +371,10 @@ def _tick(bar: tqdm, summary: dict[str, Any]) -> None:
 
 
 def _start_states(
-    sources: list[DaySource], settings: PrepareSettings, done: dict[int, dict[str, Any]], line_counts: dict[int, int]
+    sources: list[DaySource],
+    settings: PrepareSettings,
+    done: dict[int, dict[str, Any]],
+    line_counts: dict[int, int],
 ) -> dict[int, dict[str, Any] | None]:
     """RandomState state at the start of each day not yet done (None without sub-sampling)."""
     if settings.sub_sample_rate == 0.0:
@@ -359,8 +416,16 @@ def _run_dask(
             line_counts = dict(client.gather(counted))
         starts = _start_states(sources, settings, done, line_counts)
         futures = [
-            client.submit(process_day, source, settings, str(work_dir), starts[source.day], emit[source.day], False,
-                          pure=False)
+            client.submit(
+                process_day,
+                source,
+                settings,
+                str(work_dir),
+                starts[source.day],
+                emit[source.day],
+                False,
+                pure=False,
+            )
             for source in todo
         ]
         for future in as_completed(futures):
@@ -443,12 +508,13 @@ def finalize(
     """Merge the days' first-appearance values in day order and write every output file."""
     layout = settings.layout
     dictionaries = [FirstSeenRanks(settings.max_ind_range) for _ in range(N_CAT)]
-    day_maps: dict[int, list[np.ndarray]] = {}
-    for day in tqdm(range(layout.days), desc="merge dictionaries", unit="day", leave=False, disable=not progress):
-        with np.load(_uniques_path(work, day)) as uniques:
-            maps = [dictionaries[j].update(uniques[f"f{j}"]) for j in range(N_CAT)]
+    day_maps: dict[int, list[np.ndarray] | None] = {}
+    for day in tqdm(
+        range(layout.days), desc="merge dictionaries", unit="day", leave=False, disable=not progress
+    ):
+        maps = _feed(dictionaries, work, day)
         if done[day]["records"]:
-            day_maps[day] = maps
+            day_maps[day] = maps if done[day]["ranks"] == "local" else None  # None: ranks are final
 
     def output(name: str, write) -> None:
         if name in manifest["outputs"] and (out / name).exists():
@@ -461,7 +527,9 @@ def finalize(
     output(layout.fea_count_name(), lambda p: save_npz(p, counts=counts))
     for j, dictionary in enumerate(dictionaries):
         # ids >= 2^31 (only without hashing) wrap to int32, as upstream stored them on numpy 1
-        output(layout.fea_dict_name(j), lambda p, d=dictionary: save_npz(p, unique=d.uniques().astype(np.int32)))
+        output(
+            layout.fea_dict_name(j), lambda p, d=dictionary: save_npz(p, unique=d.uniques().astype(np.int32))
+        )
     kept = np.array([done[day]["kept"] for day in range(layout.days)], dtype=np.int64)
     output(layout.day_count_name(), lambda p: save_npz(p, total_per_file=kept))
     test_day = layout.test_day
@@ -472,15 +540,33 @@ def finalize(
     if layout.name == "kaggle" or settings.write_train:
         output(layout.reordered_name(test_day), lambda p: _write_day_npz(p, work, records, reordered=True))
     if settings.write_train:
-        for day in range(layout.days):
-            day_records = _mapped_records(work, day, done[day]["kept"], day_maps[day])
-            output(layout.processed_name(day), lambda p, r=day_records: _write_day_npz(p, work, r, reordered=False))
+        _write_training_outputs(work, settings, done, day_maps, output)
+
+
+def _write_training_outputs(
+    work: Path, settings: PrepareSettings, done: dict, day_maps: dict, output
+) -> None:
+    """``_processed.npz`` of every day, and upstream's shuffled ``_reordered.npz`` of the
+    training days with their concatenation as the training ``.bin``."""
+    layout = settings.layout
+    days = {day: _mapped_records(work, day, done[day]["kept"], day_maps[day]) for day in range(layout.days)}
+    for day, records in days.items():
+        output(layout.processed_name(day), lambda p, r=records: _write_day_npz(p, work, r, reordered=False))
+    # the shuffle continues upstream's RandomState after the sub-sampling draws of every day
+    rng = _rng_from_state(done[layout.test_day]["rng_state_end"], settings) or np.random.RandomState(
+        settings.seed
+    )
+    plan = plan_shuffle([done[day]["kept"] for day in range(layout.days)], rng)
+    shuffled = [_ShuffledRecords(days, *plan.sources(day)) for day in range(layout.test_day)]
+    for day, records in enumerate(shuffled):
+        output(layout.reordered_name(day), lambda p, r=records: _write_day_npz(p, work, r, reordered=True))
+    output(layout.bin_name("train"), lambda p: _write_bins(p, shuffled))
 
 
 class _MappedRecords:
     """The rows of one day with day-local ranks mapped to global ranks, read in slices."""
 
-    def __init__(self, path: Path, rows: int, maps: list[np.ndarray]) -> None:
+    def __init__(self, path: Path, rows: int, maps: list[np.ndarray] | None) -> None:
         self._rows = np.memmap(path, dtype=BIN_DTYPE, mode="r", shape=(rows, N_FIELDS)) if rows else None
         self._n = rows
         self._maps = maps
@@ -490,8 +576,14 @@ class _MappedRecords:
 
     def slice(self, start: int, end: int) -> np.ndarray:
         """Rows int32 [end - start, 40] with global ranks."""
-        rows = np.array(self._rows[start:end])
-        for j, mapping in enumerate(self._maps):
+        return self._mapped(np.array(self._rows[start:end]))
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows int32 [len(rows), 40] at the given indices, with global ranks."""
+        return self._mapped(self._rows[rows])
+
+    def _mapped(self, rows: np.ndarray) -> np.ndarray:
+        for j, mapping in enumerate(self._maps or ()):
             rows[:, CAT_COLS.start + j] = mapping[rows[:, CAT_COLS.start + j]]
         return rows
 
@@ -500,7 +592,23 @@ class _MappedRecords:
             yield self.slice(first, min(first + _ROWS_PER_WRITE, end))
 
 
-def _mapped_records(work: Path, day: int, rows: int, maps: list[np.ndarray]) -> _MappedRecords:
+class _ShuffledRecords(_MappedRecords):
+    """A training day after upstream's shuffle: row ``s`` is row ``src_row[s]`` of day ``src_day[s]``."""
+
+    def __init__(self, days: dict[int, _MappedRecords], src_day: np.ndarray, src_row: np.ndarray) -> None:
+        self._days, self._src_day, self._src_row = days, src_day, src_row
+        self._n = len(src_day)
+
+    def slice(self, start: int, end: int) -> np.ndarray:
+        from_day, from_row = self._src_day[start:end], self._src_row[start:end]
+        rows = np.empty((end - start, N_FIELDS), dtype=BIN_DTYPE)
+        for day in np.unique(from_day):
+            here = from_day == day
+            rows[here] = self._days[int(day)].take(from_row[here])
+        return rows
+
+
+def _mapped_records(work: Path, day: int, rows: int, maps: list[np.ndarray] | None) -> _MappedRecords:
     return _MappedRecords(_records_path(work, day), rows, maps)
 
 
@@ -508,6 +616,14 @@ def _write_bin(path: Path, records: _MappedRecords, start: int, end: int) -> Non
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         for rows in records.chunks(start, end):
             f.write(rows.astype(BIN_DTYPE, copy=False).tobytes())
+
+
+def _write_bins(path: Path, parts: list[_MappedRecords]) -> None:
+    """The MLPerf ``.bin`` of several days' rows, back to back."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        for records in parts:
+            for rows in records.chunks(0, len(records)):
+                f.write(rows.astype(BIN_DTYPE, copy=False).tobytes())
 
 
 def _write_day_npz(path: Path, work: Path, records: _MappedRecords, *, reordered: bool) -> None:

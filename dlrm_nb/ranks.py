@@ -26,6 +26,15 @@ class FirstSeenRanks:
         self._chunks: list[np.ndarray] = []
         self.count = 0
 
+    def reset(self) -> None:
+        """Forget every value, touching only the entries in use (the table's memory is kept)."""
+        if self._dense and self.count:
+            self._table[self.uniques()] = 0
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._key_ranks = np.zeros(0, dtype=np.int32)
+        self._chunks = []
+        self.count = 0
+
     def update(self, values: np.ndarray) -> np.ndarray:
         """Ranks int32 [N] of ``values`` int64 [N], assigning new ranks to unseen values in order."""
         ranks = self._lookup(values)

@@ -37,7 +37,8 @@ class ParsedBlock:
     """One block of raw lines, parsed. N = lines kept from the block.
 
     ``labels`` int32 [N]; ``dense`` int32 [N, 13] (raw, negatives kept);
-    ``cats`` uint64 [N, 26] (hex ids, not hashed); ``first_line`` 1-based line number
+    ``cats`` uint64 [26, N] (hex ids, not hashed; one contiguous row per feature);
+    ``first_line`` 1-based line number
     of the block's first line in its file; ``n_lines`` lines read (kept or skipped);
     ``malformed`` lines skipped as malformed (only with ``skip_malformed``).
     """
@@ -71,8 +72,8 @@ def read_line_blocks(
     first_line: int = 1,
     max_lines: int | None = None,
     block_bytes: int = BLOCK_BYTES,
-) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(first_line, block)`` with ``block`` made of whole lines (each ending in ``\\n``
+) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(first_line, n_lines, block)`` with ``block`` made of whole lines (each ending in ``\\n``
     except possibly the file's last one).
 
     Starts at ``byte_offset`` (of the decompressed stream; for ``.gz`` it is reached by
@@ -96,10 +97,10 @@ def read_line_blocks(
                     carry = data
                     continue
                 block, carry = data[:cut], data[cut:]
-                block, lines_left, done = _limit_lines(block, lines_left)
+                block, n_lines, lines_left, done = _limit_lines(block, lines_left)
                 if block:
-                    yield line_no, block
-                    line_no += block.count(b"\n")
+                    yield line_no, n_lines, block
+                    line_no += n_lines
                 if done:
                     return
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -108,7 +109,7 @@ def read_line_blocks(
                 "download or decompress it again"
             ) from exc
     if carry and (lines_left is None or lines_left > 0):
-        yield line_no, carry + b"\n"
+        yield line_no, 1, carry + b"\n"
 
 
 def _seek(f: io.BufferedIOBase, offset: int) -> None:
@@ -124,17 +125,18 @@ def _seek(f: io.BufferedIOBase, offset: int) -> None:
         f.seek(offset)
 
 
-def _limit_lines(block: bytes, lines_left: int | None) -> tuple[bytes, int | None, bool]:
-    """Cut ``block`` to at most ``lines_left`` lines."""
-    if lines_left is None:
-        return block, None, False
+def _limit_lines(block: bytes, lines_left: int | None) -> tuple[bytes, int, int | None, bool]:
+    """Cut ``block`` to at most ``lines_left`` lines; return it, its line count, the lines
+    still wanted after it and whether the limit is reached."""
     n = block.count(b"\n")
+    if lines_left is None:
+        return block, n, None, False
     if n < lines_left:
-        return block, lines_left - n, False
+        return block, n, lines_left - n, False
     end = -1
     for _ in range(lines_left):
         end = block.index(b"\n", end + 1)
-    return block[: end + 1], 0, True
+    return block[: end + 1], lines_left, 0, True
 
 
 def count_lines(path: str | os.PathLike, *, boundaries: list[int] | None = None) -> tuple[int, list[int]]:
@@ -147,8 +149,7 @@ def count_lines(path: str | os.PathLike, *, boundaries: list[int] | None = None)
     offsets: list[int] = []
     total = 0
     pos = 0
-    for _, block in read_line_blocks(path):
-        n = block.count(b"\n")
+    for _, n, block in read_line_blocks(path):
         while len(offsets) < len(wanted) and wanted[len(offsets)] < total + n:
             k = wanted[len(offsets)] - total
             end = -1
@@ -181,7 +182,7 @@ def _arrow_options(use_threads: bool) -> tuple:
         double_quote=False,
         escape_char=False,
         newlines_in_values=False,
-        ignore_empty_lines=False,
+        ignore_empty_lines=True,  # an empty line then shows as a missing row, diagnosed below
     )
     convert = pacsv.ConvertOptions(
         column_types=_COLUMN_TYPES,
@@ -198,6 +199,7 @@ def parse_block(
     first_line: int,
     block: bytes,
     *,
+    n_lines: int | None = None,
     skip_malformed: bool = False,
     use_threads: bool = True,
 ) -> ParsedBlock:
@@ -206,11 +208,10 @@ def parse_block(
     A malformed line raises :class:`MalformedLineError` (file, line, field), or is
     skipped and counted when ``skip_malformed``.
     """
-    n_lines = block.count(b"\n")
+    if n_lines is None:
+        n_lines = block.count(b"\n")
     try:
-        if block.startswith(b"\n") or b"\n\n" in block:
-            raise MalformedLineError(path, first_line, "(line)", "an empty line", "40 fields")  # pyarrow fills it
-        table = pacsv.read_csv(io.BytesIO(block), *_arrow_options(use_threads))
+        table = pacsv.read_csv(pa.BufferReader(block), *_arrow_options(use_threads))
         return _convert(path, first_line, n_lines, table)
     except (pa.ArrowInvalid, MalformedLineError, InputFileError) as exc:
         bad = _find_malformed_lines(path, first_line, block)
@@ -229,15 +230,15 @@ def _parse_without(
     lines = block.splitlines(keepends=True)
     keep = np.ones(n_lines, dtype=bool)
     keep[bad] = False
-    good = b"".join(line for line, ok in zip(lines, keep) if ok)
+    good = b"".join(line for line, ok in zip(lines, keep, strict=True) if ok)
     if good:
-        table = pacsv.read_csv(io.BytesIO(good), *_arrow_options(use_threads))
+        table = pacsv.read_csv(pa.BufferReader(good), *_arrow_options(use_threads))
         parsed = _convert(path, first_line, int(keep.sum()), table)
     else:
         parsed = ParsedBlock(
             labels=np.zeros(0, np.int32),
             dense=np.zeros((0, N_DENSE), np.int32),
-            cats=np.zeros((0, N_CAT), np.uint64),
+            cats=np.zeros((N_CAT, 0), np.uint64),
             first_line=first_line,
             n_lines=0,
         )
@@ -247,7 +248,7 @@ def _parse_without(
 
 def _convert(path: str, first_line: int, n_lines: int, table: pa.Table) -> ParsedBlock:
     if table.num_rows != n_lines:
-        raise InputFileError(f"{path}: block at line {first_line} parsed into {table.num_rows} rows, not {n_lines}")
+        raise InputFileError(f"{path}: lines {first_line}..{first_line + n_lines - 1} hold an empty line")
     labels = _int_column(table.column(0))
     if labels.size and (labels.min() < 0 or labels.max() > 1):
         row = int(np.flatnonzero((labels < 0) | (labels > 1))[0])
@@ -259,14 +260,16 @@ def _convert(path: str, first_line: int, n_lines: int, table: pa.Table) -> Parse
             row = int(np.flatnonzero((values < _INT32_MIN) | (values > _INT32_MAX))[0])
             raise MalformedLineError(path, first_line + row, DENSE_NAMES[j], str(values[row]), _INT_ALLOWED)
         dense[:, j] = values
-    cats = np.empty((n_lines, N_CAT), dtype=np.uint64)
+    cats = np.empty((N_CAT, n_lines), dtype=np.uint64)
     for j in range(N_CAT):
         column = table.column(1 + N_DENSE + j)
         offset = 0
         for chunk in column.chunks:
-            cats[offset : offset + len(chunk), j] = decode_hex(chunk, path, first_line + offset, CAT_NAMES[j])
+            cats[j, offset : offset + len(chunk)] = decode_hex(chunk, path, first_line + offset, CAT_NAMES[j])
             offset += len(chunk)
-    return ParsedBlock(labels=labels.astype(np.int32), dense=dense, cats=cats, first_line=first_line, n_lines=n_lines)
+    return ParsedBlock(
+        labels=labels.astype(np.int32), dense=dense, cats=cats, first_line=first_line, n_lines=n_lines
+    )
 
 
 def _int_column(column: pa.ChunkedArray) -> np.ndarray:
@@ -360,7 +363,9 @@ def _decode_hex_any(
     return out
 
 
-def _raise_hex(path: str, first_line: int, field: str, text: np.ndarray, offsets: np.ndarray, row: int) -> None:
+def _raise_hex(
+    path: str, first_line: int, field: str, text: np.ndarray, offsets: np.ndarray, row: int
+) -> None:
     base = int(offsets[0])
     value = bytes(text[int(offsets[row]) - base : int(offsets[row + 1]) - base]).decode("utf-8", "replace")
     raise MalformedLineError(path, first_line + row, field, value, _HEX_ALLOWED)
@@ -389,10 +394,10 @@ def check_line(path: str, line_no: int, raw: bytes) -> MalformedLineError | None
     label = fields[0]
     if label not in (b"", b"0", b"1"):
         return MalformedLineError(path, line_no, "label", label.decode(errors="replace"), _LABEL_ALLOWED)
-    for name, field in zip(DENSE_NAMES, fields[1 : 1 + N_DENSE]):
+    for name, field in zip(DENSE_NAMES, fields[1 : 1 + N_DENSE], strict=True):
         if field and not _is_int32(field):
             return MalformedLineError(path, line_no, name, field.decode(errors="replace"), _INT_ALLOWED)
-    for name, field in zip(CAT_NAMES, fields[1 + N_DENSE :]):
+    for name, field in zip(CAT_NAMES, fields[1 + N_DENSE :], strict=True):
         if field and (len(field) > 16 or any(_HEX_DIGIT[c] == 255 for c in field)):
             return MalformedLineError(path, line_no, name, field.decode(errors="replace"), _HEX_ALLOWED)
     return None
@@ -427,7 +432,10 @@ def iter_parsed_blocks(
         item = next(blocks, None)
         if item is None:
             return None
-        return parse_block(path, item[0], item[1], skip_malformed=skip_malformed, use_threads=use_threads)
+        first, n_lines, block = item
+        return parse_block(
+            path, first, block, n_lines=n_lines, skip_malformed=skip_malformed, use_threads=use_threads
+        )
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrm-nb-parse") as pool:
         pending = pool.submit(next_parsed)

@@ -24,7 +24,11 @@ def assert_npz_equal(ours: Path, theirs: Path) -> None:
 
 
 def digest(array: np.ndarray) -> dict:
-    return {"dtype": str(array.dtype), "shape": list(array.shape), "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
+    return {
+        "dtype": str(array.dtype),
+        "shape": list(array.shape),
+        "sha256": hashlib.sha256(array.tobytes()).hexdigest(),
+    }
 
 
 def assert_matches_golden(out: Path, golden_dir: Path, *, with_train: bool = False) -> None:
@@ -51,8 +55,16 @@ def test_terabyte_outputs_equal_upstream(tmp_path: Path, golden: Path, folder: s
     # every processed day against upstream's digests (training days too)
     digests = json.loads((golden / folder / "digests.json").read_text())["days"]
     for day, stages in digests.items():
-        with np.load(tmp_path / f"{day}_processed.npz") as arrays:
-            assert {k: digest(arrays[k]) for k in arrays.files} == stages["processed"], day
+        for stage in ("processed", "reordered"):
+            with np.load(tmp_path / f"{day}_{stage}.npz") as arrays:
+                assert {k: digest(arrays[k]) for k in arrays.files} == stages[stage], (day, stage)
+    # the training .bin is upstream's numpy_to_binary of the reordered training days
+    train = np.fromfile(tmp_path / "terabyte_processed_train.bin", dtype="<i4").reshape(-1, 40)
+    expected = []
+    for day in range(23):
+        with np.load(tmp_path / f"day_{day}_reordered.npz") as arrays:
+            expected.append(np.concatenate([arrays["y"][:, None], arrays["X_int"], arrays["X_cat"]], 1))
+    np.testing.assert_array_equal(train, np.concatenate(expected).astype(np.int32))
 
 
 def test_required_outputs_without_training_files(tmp_path: Path, golden: Path) -> None:

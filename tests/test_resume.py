@@ -30,8 +30,18 @@ def outputs(folder: Path) -> dict[str, bytes]:
 
 def kill_mid_day(raw: Path, out: Path) -> list[str]:
     """Start `dlrm-nb prepare` and SIGKILL it while a day after the first is half written."""
-    command = [sys.executable, "-m", "dlrm_nb.cli", "prepare", str(raw), str(out),
-               "--max-ind-range", str(SETTINGS.max_ind_range), "--sub-sample-rate", str(SETTINGS.sub_sample_rate)]
+    command = [
+        sys.executable,
+        "-m",
+        "dlrm_nb.cli",
+        "prepare",
+        str(raw),
+        str(out),
+        "--max-ind-range",
+        str(SETTINGS.max_ind_range),
+        "--sub-sample-rate",
+        str(SETTINGS.sub_sample_rate),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     work = out / WORK_DIR_NAME
     deadline = time.monotonic() + 120
