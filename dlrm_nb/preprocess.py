@@ -18,11 +18,13 @@ by the number of lines.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ from .exceptions import DlrmNbError, InputFileError
 from .fileio import atomic_output, remove_stale_temps, save_npz, save_npz_from_npy_files, write_json
 from .manifest import WORK_DIR_NAME, input_record, open_output_folder, save_manifest
 from .ranks import FirstSeenRanks
-from .rawtext import count_lines, iter_parsed_blocks
+from .rawtext import ParsedBlock, count_lines, iter_parsed_blocks, prefetched
 from .shuffle import plan_shuffle
 
 ENGINES = ("local", "dask")
@@ -171,6 +173,7 @@ def process_day(
     emit_records: bool,
     progress: bool = True,
     dictionaries: list[FirstSeenRanks] | None = None,
+    blocks: Iterator[ParsedBlock] | None = None,
 ) -> dict[str, Any]:
     """Parse, sub-sample and hash one day; write its first-appearance values (and rows).
 
@@ -180,7 +183,8 @@ def process_day(
     int64 values in order of first appearance; only the new ones with ``dictionaries``),
     with ``emit_records`` also ``day_{d}.records`` (int32 [kept, 40]: label, dense with
     negatives zeroed, ranks), then the summary ``day_{d}.json`` that marks the day as
-    done. Returns the summary.
+    done. ``blocks`` are the day's parsed blocks when the caller reads ahead (default: read
+    here, with the next block parsed while this one is ranked). Returns the summary.
     """
     work = Path(work_dir)
     rng = _rng_from_state(rng_state, settings)
@@ -190,9 +194,9 @@ def process_day(
     records_file = _records_path(work, source.day)
     bar = tqdm(desc=f"day {source.day}", unit=" lines", unit_scale=True, leave=False, disable=not progress)
     with atomic_output(records_file) as tmp_records, open(tmp_records, "wb") as out:
-        for block in _day_blocks(source, settings):
+        for block in blocks if blocks is not None else prefetched(_day_blocks(source, settings)):
             keep = _sub_sample(block.labels, block.n_lines, block.kept_mask, rng, settings.sub_sample_rate)
-            rows = _hashed_rows(block, keep, settings.max_ind_range, ranks)
+            rows = _hashed_rows(block, keep, settings.max_ind_range, ranks, emit_records)
             if emit_records:
                 out.write(rows.tobytes())
             lines += block.n_lines
@@ -261,20 +265,24 @@ def _sub_sample(
 
 
 def _hashed_rows(
-    block, keep: np.ndarray | None, max_ind_range: int, ranks: list[FirstSeenRanks]
+    block: ParsedBlock, keep: np.ndarray | None, max_ind_range: int, ranks: list[FirstSeenRanks], rows: bool
 ) -> np.ndarray:
-    """Rows int32 [K, 40] of the kept lines: label, dense (negatives zeroed), day-local ranks."""
+    """Rank the kept lines' ids; with ``rows``, return them as int32 [K, 40]: label, dense
+    (negatives zeroed), ranks; otherwise only update the dictionaries (and return [K, 0])."""
     labels, dense, cats = block.labels, block.dense, block.cats
     if keep is not None and not keep.all():
         labels, dense, cats = labels[keep], dense[keep], cats[:, keep]
-    rows = np.empty((len(labels), N_FIELDS), dtype=BIN_DTYPE)
-    rows[:, LABEL_COL] = labels
-    np.maximum(dense, 0, out=rows[:, DENSE_COLS])
+    out = np.empty((len(labels), N_FIELDS if rows else 0), dtype=BIN_DTYPE)
+    if rows:
+        out[:, LABEL_COL] = labels
+        np.maximum(dense, 0, out=out[:, DENSE_COLS])
     modulo = np.uint64(max_ind_range) if max_ind_range > 0 else None
     for j in range(N_CAT):
         values = cats[j] % modulo if modulo is not None else cats[j]
-        rows[:, CAT_COLS.start + j] = ranks[j].update(values.view(np.int64))
-    return rows
+        feature_ranks = ranks[j].update(values.view(np.int64))
+        if rows:
+            out[:, CAT_COLS.start + j] = feature_ranks
+    return out
 
 
 def _rng_from_state(state: dict[str, Any] | None, settings: PrepareSettings) -> np.random.RandomState | None:
@@ -341,19 +349,29 @@ def _run_local(
     emit: dict[int, bool],
     bar: tqdm,
     progress: bool,
-) -> None:
-    """Days in order in this process, ranking ids with the global dictionaries directly."""
+) -> list[FirstSeenRanks]:
+    """Days in order in this process, ranking ids with the global dictionaries directly;
+    returns the dictionaries, complete."""
     dictionaries = [FirstSeenRanks(settings.max_ind_range) for _ in range(N_CAT)]
+    todo = [source for source in sources if source.day not in done]
+    # one reader thread runs ahead across day boundaries; None ends a day
+    ahead = prefetched(
+        itertools.chain.from_iterable(
+            itertools.chain(_day_blocks(source, settings), [None]) for source in todo
+        )
+    )
     state = None
     for source in sources:
         if source.day in done:
             _feed(dictionaries, work_dir, source.day)
         else:
+            blocks = iter(ahead.__next__, None)
             done[source.day] = process_day(
-                source, settings, str(work_dir), state, emit[source.day], progress, dictionaries
+                source, settings, str(work_dir), state, emit[source.day], progress, dictionaries, blocks
             )
             _tick(bar, done[source.day])
         state = done[source.day]["rng_state_end"]
+    return dictionaries
 
 
 def _feed(dictionaries: list[FirstSeenRanks], work_dir: Path, day: int) -> list[np.ndarray]:
@@ -477,8 +495,9 @@ def prepare(
     done = _load_done(work, layout.days)
     started = time.perf_counter()
     with tqdm(total=layout.days, initial=len(done), desc="prepare", unit="day", disable=not progress) as bar:
+        dictionaries = None
         if engine == "local":
-            _run_local(sources, settings, work, done, emit, bar, progress)
+            dictionaries = _run_local(sources, settings, work, done, emit, bar, progress)
         else:
             _run_dask(sources, settings, work, done, emit, bar, scheduler, workers)
     manifest["days"] = {
@@ -486,7 +505,7 @@ def prepare(
     }
     manifest["malformed_lines_skipped"] = sum(summary["malformed"] for summary in done.values())
     save_manifest(out, manifest)
-    finalize(out, work, settings, done, manifest, progress)
+    finalize(out, work, settings, done, manifest, progress, dictionaries)
     manifest["complete"] = True
     manifest["seconds"] = round(time.perf_counter() - started, 3)
     save_manifest(out, manifest)
@@ -504,17 +523,21 @@ def finalize(
     done: dict[int, dict[str, Any]],
     manifest: dict[str, Any],
     progress: bool = True,
+    dictionaries: list[FirstSeenRanks] | None = None,
 ) -> None:
-    """Merge the days' first-appearance values in day order and write every output file."""
+    """Merge the days' first-appearance values in day order (unless the complete
+    ``dictionaries`` are given) and write every output file."""
     layout = settings.layout
-    dictionaries = [FirstSeenRanks(settings.max_ind_range) for _ in range(N_CAT)]
+    merged = dictionaries is not None
+    if not merged:
+        dictionaries = [FirstSeenRanks(settings.max_ind_range) for _ in range(N_CAT)]
     day_maps: dict[int, list[np.ndarray] | None] = {}
-    for day in tqdm(
-        range(layout.days), desc="merge dictionaries", unit="day", leave=False, disable=not progress
-    ):
-        maps = _feed(dictionaries, work, day)
+    days = tqdm(range(layout.days), desc="merge dictionaries", unit="day", leave=False, disable=not progress)
+    for day in days:
+        local_ranks = done[day]["records"] and done[day]["ranks"] == "local"
+        maps = _feed(dictionaries, work, day) if not merged or local_ranks else None
         if done[day]["records"]:
-            day_maps[day] = maps if done[day]["ranks"] == "local" else None  # None: ranks are final
+            day_maps[day] = maps if local_ranks else None  # None: the rows hold final ranks
 
     def output(name: str, write) -> None:
         if name in manifest["outputs"] and (out / name).exists():

@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +25,9 @@ import pyarrow.csv as pacsv
 from .criteo import CAT_NAMES, DENSE_NAMES, FIELD_NAMES, N_CAT, N_DENSE, N_FIELDS
 from .exceptions import InputFileError, MalformedLineError
 
-BLOCK_BYTES = 32 << 20  # text per parsed block
+T = TypeVar("T")
+_DONE = object()
+BLOCK_BYTES = 16 << 20  # text per parsed block
 _ARROW_BLOCK_BYTES = 4 << 20  # pyarrow parses a block in pieces of this size, in parallel
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _HEX_ALLOWED = "a hex id of 1 to 16 digits, or empty"
@@ -421,27 +424,25 @@ def iter_parsed_blocks(
     block_bytes: int = BLOCK_BYTES,
     use_threads: bool = True,
 ) -> Iterator[ParsedBlock]:
-    """Parse a raw file block by block, reading and parsing the next block in a
-    background thread while the caller works on the current one."""
+    """Parse a raw file block by block (lazily, in the caller's thread)."""
     path = os.fspath(path)
     blocks = read_line_blocks(
         path, byte_offset=byte_offset, first_line=first_line, max_lines=max_lines, block_bytes=block_bytes
     )
-
-    def next_parsed() -> ParsedBlock | None:
-        item = next(blocks, None)
-        if item is None:
-            return None
-        first, n_lines, block = item
-        return parse_block(
+    for first, n_lines, block in blocks:
+        yield parse_block(
             path, first, block, n_lines=n_lines, skip_malformed=skip_malformed, use_threads=use_threads
         )
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrm-nb-parse") as pool:
-        pending = pool.submit(next_parsed)
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """Yield the items of ``items``, producing the next one in a background thread while the
+    caller works on the current one (reading and parsing overlap the caller's numpy work)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrm-nb-read") as pool:
+        pending = pool.submit(next, items, _DONE)
         while True:
-            parsed = pending.result()
-            if parsed is None:
+            item = pending.result()
+            if item is _DONE:
                 return
-            pending = pool.submit(next_parsed)
-            yield parsed
+            pending = pool.submit(next, items, _DONE)
+            yield item
