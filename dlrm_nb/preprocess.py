@@ -24,7 +24,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +50,11 @@ from .exceptions import DlrmNbError, InputFileError
 from .fileio import atomic_output, remove_stale_temps, save_npz, save_npz_from_npy_files, write_json
 from .manifest import WORK_DIR_NAME, input_record, open_output_folder, save_manifest
 from .ranks import FirstSeenRanks
-from .rawtext import ParsedBlock, count_lines, iter_parsed_blocks, prefetched
+from .rawtext import ParsedBlock, count_lines, iter_parsed_blocks, ordered_map, parse_block, read_line_blocks
 from .shuffle import plan_shuffle
 
 ENGINES = ("local", "dask")
+PARSE_THREADS = 2  # blocks parsed ahead, in parallel, while the main thread ranks ids
 _ROWS_PER_WRITE = 1 << 20
 
 
@@ -194,7 +195,7 @@ def process_day(
     records_file = _records_path(work, source.day)
     bar = tqdm(desc=f"day {source.day}", unit=" lines", unit_scale=True, leave=False, disable=not progress)
     with atomic_output(records_file) as tmp_records, open(tmp_records, "wb") as out:
-        for block in blocks if blocks is not None else prefetched(_day_blocks(source, settings)):
+        for block in blocks if blocks is not None else _day_blocks(source, settings, workers=PARSE_THREADS):
             keep = _sub_sample(block.labels, block.n_lines, block.kept_mask, rng, settings.sub_sample_rate)
             rows = _hashed_rows(block, keep, settings.max_ind_range, ranks, emit_records)
             if emit_records:
@@ -238,13 +239,31 @@ def _day_tables(max_ind_range: int) -> list[FirstSeenRanks]:
     return tables
 
 
-def _day_blocks(source: DaySource, settings: PrepareSettings):
+def _parse_jobs(source: DaySource, settings: PrepareSettings) -> Iterator[tuple[Callable, tuple]]:
+    """The day's blocks as (parse, block) jobs, so that blocks of the next day can be parsed
+    while this day is still being ranked."""
+    path = source.path
+
+    def parse(item: tuple[int, int, bytearray]) -> ParsedBlock:
+        first, n_lines, block = item
+        return parse_block(
+            path, first, block, n_lines=n_lines, skip_malformed=settings.skip_malformed, use_threads=False
+        )
+
+    blocks = read_line_blocks(
+        path, byte_offset=source.byte_offset, first_line=source.first_line, max_lines=source.max_lines
+    )
+    return ((parse, item) for item in blocks)
+
+
+def _day_blocks(source: DaySource, settings: PrepareSettings, workers: int = 0) -> Iterator[ParsedBlock]:
     return iter_parsed_blocks(
         source.path,
         byte_offset=source.byte_offset,
         first_line=source.first_line,
         max_lines=source.max_lines,
         skip_malformed=settings.skip_malformed,
+        workers=workers,
     )
 
 
@@ -355,10 +374,12 @@ def _run_local(
     dictionaries = [FirstSeenRanks(settings.max_ind_range) for _ in range(N_CAT)]
     todo = [source for source in sources if source.day not in done]
     # one reader thread runs ahead across day boundaries; None ends a day
-    ahead = prefetched(
+    ahead = ordered_map(
+        lambda job: job if job is None else job[0](job[1]),
         itertools.chain.from_iterable(
-            itertools.chain(_day_blocks(source, settings), [None]) for source in todo
-        )
+            itertools.chain(_parse_jobs(source, settings), [None]) for source in todo
+        ),
+        workers=PARSE_THREADS,
     )
     state = None
     for source in sources:

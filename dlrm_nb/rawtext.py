@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import zlib
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -26,7 +28,7 @@ from .criteo import CAT_NAMES, DENSE_NAMES, FIELD_NAMES, N_CAT, N_DENSE, N_FIELD
 from .exceptions import InputFileError, MalformedLineError
 
 T = TypeVar("T")
-_DONE = object()
+R = TypeVar("R")
 BLOCK_BYTES = 16 << 20  # text per parsed block
 _ARROW_BLOCK_BYTES = 4 << 20  # pyarrow parses a block in pieces of this size, in parallel
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -75,9 +77,9 @@ def read_line_blocks(
     first_line: int = 1,
     max_lines: int | None = None,
     block_bytes: int = BLOCK_BYTES,
-) -> Iterator[tuple[int, int, bytes]]:
-    """Yield ``(first_line, n_lines, block)`` with ``block`` made of whole lines (each ending in ``\\n``
-    except possibly the file's last one).
+) -> Iterator[tuple[int, int, bytearray]]:
+    """Yield ``(first_line, n_lines, block)`` with ``block`` made of whole lines, each ending
+    in ``\\n`` (one is added to a last line that lacks it).
 
     Starts at ``byte_offset`` (of the decompressed stream; for ``.gz`` it is reached by
     decompressing) and stops after ``max_lines`` lines when given. A truncated ``.gz``
@@ -86,20 +88,19 @@ def read_line_blocks(
     path = os.fspath(path)
     lines_left = max_lines
     line_no = first_line
-    carry = b""
     with open_raw(path) as f:
         try:
             _seek(f, byte_offset)
             while lines_left is None or lines_left > 0:
-                data = f.read(block_bytes)
-                if not data:
+                block = bytearray(block_bytes)
+                size = f.readinto(block)
+                if not size:
                     break
-                data = carry + data
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:
-                    carry = data
-                    continue
-                block, carry = data[:cut], data[cut:]
+                del block[size:]
+                if not block.endswith(b"\n"):
+                    block += f.readline()  # finish the last line (in place: no copy of the block)
+                    if not block.endswith(b"\n"):
+                        block += b"\n"  # the file's last line had no newline
                 block, n_lines, lines_left, done = _limit_lines(block, lines_left)
                 if block:
                     yield line_no, n_lines, block
@@ -111,8 +112,6 @@ def read_line_blocks(
                 f"{path} is truncated or corrupt after line {line_no - 1} ({exc}); "
                 "download or decompress it again"
             ) from exc
-    if carry and (lines_left is None or lines_left > 0):
-        yield line_no, 1, carry + b"\n"
 
 
 def _seek(f: io.BufferedIOBase, offset: int) -> None:
@@ -128,7 +127,7 @@ def _seek(f: io.BufferedIOBase, offset: int) -> None:
         f.seek(offset)
 
 
-def _limit_lines(block: bytes, lines_left: int | None) -> tuple[bytes, int, int | None, bool]:
+def _limit_lines(block: bytearray, lines_left: int | None) -> tuple[bytearray, int, int | None, bool]:
     """Cut ``block`` to at most ``lines_left`` lines; return it, its line count, the lines
     still wanted after it and whether the limit is reached."""
     n = block.count(b"\n")
@@ -170,7 +169,7 @@ def count_lines(path: str | os.PathLike, *, boundaries: list[int] | None = None)
 
 _COLUMN_TYPES = {
     FIELD_NAMES[0]: pa.int64(),
-    **{name: pa.int64() for name in DENSE_NAMES},
+    **{name: pa.int32() for name in DENSE_NAMES},  # beyond int32 fails to convert: diagnosed
     **{name: pa.binary() for name in CAT_NAMES},
 }
 
@@ -200,7 +199,7 @@ def _arrow_options(use_threads: bool) -> tuple:
 def parse_block(
     path: str,
     first_line: int,
-    block: bytes,
+    block: bytes | bytearray,
     *,
     n_lines: int | None = None,
     skip_malformed: bool = False,
@@ -228,7 +227,7 @@ def parse_block(
 
 
 def _parse_without(
-    path: str, first_line: int, block: bytes, n_lines: int, bad: list[int], use_threads: bool
+    path: str, first_line: int, block: bytes | bytearray, n_lines: int, bad: list[int], use_threads: bool
 ) -> ParsedBlock:
     lines = block.splitlines(keepends=True)
     keep = np.ones(n_lines, dtype=bool)
@@ -258,11 +257,7 @@ def _convert(path: str, first_line: int, n_lines: int, table: pa.Table) -> Parse
         raise MalformedLineError(path, first_line + row, "label", str(labels[row]), _LABEL_ALLOWED)
     dense = np.empty((n_lines, N_DENSE), dtype=np.int32)
     for j in range(N_DENSE):
-        values = _int_column(table.column(1 + j))
-        if values.size and (values.min() < _INT32_MIN or values.max() > _INT32_MAX):
-            row = int(np.flatnonzero((values < _INT32_MIN) | (values > _INT32_MAX))[0])
-            raise MalformedLineError(path, first_line + row, DENSE_NAMES[j], str(values[row]), _INT_ALLOWED)
-        dense[:, j] = values
+        dense[:, j] = _int_column(table.column(1 + j))
     cats = np.empty((N_CAT, n_lines), dtype=np.uint64)
     for j in range(N_CAT):
         column = table.column(1 + N_DENSE + j)
@@ -377,7 +372,9 @@ def _raise_hex(
 # ----------------------------------------------------------------------------- diagnosis (error path only)
 
 
-def _find_malformed_lines(path: str, first_line: int, block: bytes) -> list[tuple[int, MalformedLineError]]:
+def _find_malformed_lines(
+    path: str, first_line: int, block: bytes | bytearray
+) -> list[tuple[int, MalformedLineError]]:
     """Walk the lines of a block that failed to parse; return ``(index, error)`` per bad line."""
     bad = []
     for k, raw in enumerate(block.split(b"\n")[: block.count(b"\n")]):
@@ -422,27 +419,40 @@ def iter_parsed_blocks(
     max_lines: int | None = None,
     skip_malformed: bool = False,
     block_bytes: int = BLOCK_BYTES,
-    use_threads: bool = True,
+    workers: int = 0,
 ) -> Iterator[ParsedBlock]:
-    """Parse a raw file block by block (lazily, in the caller's thread)."""
+    """Parse a raw file block by block, in order.
+
+    With ``workers`` > 0, blocks are parsed by that many background threads, a few blocks
+    ahead, while the caller works on the current one (pyarrow and numpy release the GIL);
+    otherwise lazily in the caller's thread.
+    """
     path = os.fspath(path)
     blocks = read_line_blocks(
         path, byte_offset=byte_offset, first_line=first_line, max_lines=max_lines, block_bytes=block_bytes
     )
-    for first, n_lines, block in blocks:
-        yield parse_block(
-            path, first, block, n_lines=n_lines, skip_malformed=skip_malformed, use_threads=use_threads
+
+    def parse(item: tuple[int, int, bytearray]) -> ParsedBlock:
+        first, n_lines, block = item
+        return parse_block(
+            path, first, block, n_lines=n_lines, skip_malformed=skip_malformed, use_threads=False
         )
 
+    if workers <= 0:
+        return map(parse, blocks)
+    return ordered_map(parse, blocks, workers=workers)
 
-def prefetched(items: Iterator[T]) -> Iterator[T]:
-    """Yield the items of ``items``, producing the next one in a background thread while the
-    caller works on the current one (reading and parsing overlap the caller's numpy work)."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrm-nb-read") as pool:
-        pending = pool.submit(next, items, _DONE)
-        while True:
-            item = pending.result()
-            if item is _DONE:
-                return
-            pending = pool.submit(next, items, _DONE)
-            yield item
+
+def ordered_map(function: Callable[[T], R], items: Iterable[T], *, workers: int = 2) -> Iterator[R]:
+    """``map(function, items)`` computed by ``workers`` threads, up to ``workers + 1`` items
+    ahead of the caller, results in order. ``items`` is consumed in the caller's thread."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dlrm-nb-parse") as pool:
+        pending: deque[Future] = deque()
+        source = iter(items)
+        for item in itertools.islice(source, workers + 1):
+            pending.append(pool.submit(function, item))
+        while pending:
+            result = pending.popleft().result()
+            for item in itertools.islice(source, 1):
+                pending.append(pool.submit(function, item))
+            yield result
