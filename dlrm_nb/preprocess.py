@@ -54,7 +54,7 @@ from .rawtext import ParsedBlock, count_lines, iter_parsed_blocks, ordered_map, 
 from .shuffle import plan_shuffle
 
 ENGINES = ("local", "dask")
-PARSE_THREADS = 2  # blocks parsed ahead, in parallel, while the main thread ranks ids
+PARSE_THREADS = 2  # local engine: blocks parsed ahead, in parallel, while the main thread ranks ids
 _ROWS_PER_WRITE = 1 << 20
 
 
@@ -195,7 +195,7 @@ def process_day(
     records_file = _records_path(work, source.day)
     bar = tqdm(desc=f"day {source.day}", unit=" lines", unit_scale=True, leave=False, disable=not progress)
     with atomic_output(records_file) as tmp_records, open(tmp_records, "wb") as out:
-        for block in blocks if blocks is not None else _day_blocks(source, settings, workers=PARSE_THREADS):
+        for block in blocks if blocks is not None else _day_blocks(source, settings, workers=1):
             keep = _sub_sample(block.labels, block.n_lines, block.kept_mask, rng, settings.sub_sample_rate)
             rows = _hashed_rows(block, keep, settings.max_ind_range, ranks, emit_records)
             if emit_records:
@@ -600,11 +600,25 @@ def _write_training_outputs(
     rng = _rng_from_state(done[layout.test_day]["rng_state_end"], settings) or np.random.RandomState(
         settings.seed
     )
-    plan = plan_shuffle([done[day]["kept"] for day in range(layout.days)], rng)
+    plan = plan_shuffle(
+        [done[day]["kept"] for day in range(layout.days)],
+        rng,
+        allocate=lambda name, day, length, dtype: _disk_array(
+            work / f"shuffle_{name}_{day}.npy", length, dtype
+        ),
+    )
     shuffled = [_ShuffledRecords(days, *plan.sources(day)) for day in range(layout.test_day)]
     for day, records in enumerate(shuffled):
         output(layout.reordered_name(day), lambda p, r=records: _write_day_npz(p, work, r, reordered=True))
     output(layout.bin_name("train"), lambda p: _write_bins(p, shuffled))
+
+
+def _disk_array(path: Path, length: int, dtype: np.dtype) -> np.ndarray:
+    """A 1-D array backed by a file (the shuffle plan takes 9 bytes per training row: 38 GB
+    for the real data, too much for memory)."""
+    if length == 0:
+        return np.empty(0, dtype=dtype)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(length,))
 
 
 class _MappedRecords:
