@@ -24,9 +24,12 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/bench_prepare.py
 
+RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
+
 demo: setup
-	$(BIN)/dlrm-nb synth results/demo-raw --rows-per-day 20000 --test-day-rows 100000 --seed 7
-	$(BIN)/dlrm-nb prepare results/demo-raw results/demo-prepared --max-ind-range 40000000
+	$(BIN)/dlrm-nb synth results/$(RUN_ID)/raw --rows-per-day 20000 --test-day-rows 100000 --seed 7
+	$(BIN)/dlrm-nb prepare results/$(RUN_ID)/raw results/$(RUN_ID)/prepared --max-ind-range 40000000
+	@echo "prepared data: results/$(RUN_ID)/prepared (manifest: dlrm_nb_manifest.json)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
