@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import GOLDEN
 
 from dlrm_nb.preprocess import PrepareSettings, prepare
 from dlrm_nb.shuffle import ShufflePlan, plan_shuffle, reorder_days, upstream_rng
 
-GOLDEN = Path("/work/shared/golden")
 DAYS = 24
 SEED = 123
 
