@@ -10,6 +10,7 @@ Parameter names match upstream's ``DLRM_Net`` (``emb_l.{j}.weight``, ``bot_l.{k}
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,8 +51,8 @@ class DlrmArch:
     @property
     def flops_per_pair(self) -> int:
         """Multiply-adds x 2 of one forward per user-item pair (MLPs and interaction)."""
-        macs = sum(a * b for a, b in zip(self.bottom, self.bottom[1:], strict=False))
-        macs += sum(a * b for a, b in zip(self.top, self.top[1:], strict=False))
+        macs = sum(a * b for a, b in itertools.pairwise(self.bottom))
+        macs += sum(a * b for a, b in itertools.pairwise(self.top))
         macs += (N_CAT + 1) ** 2 * self.embedding_dim
         return 2 * macs
 
@@ -84,7 +85,7 @@ class MLP(nn.Sequential):
 
     def __init__(self, widths: Sequence[int], last: str, device: torch.device | str | None = None) -> None:
         layers: list[nn.Module] = []
-        for k, (fan_in, fan_out) in enumerate(zip(widths, widths[1:], strict=False)):
+        for k, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
             layers.append(nn.Linear(fan_in, fan_out, device=device))
             is_last = k == len(widths) - 2
             layers.append(nn.Sigmoid() if is_last and last == "sigmoid" else nn.ReLU())
