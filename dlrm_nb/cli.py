@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import numpy as np
+
 from .criteo import DATASETS, DEFAULT_SEED
 from .exceptions import DlrmNbError
 
@@ -49,6 +51,42 @@ def _prepare(args: argparse.Namespace) -> None:
     print(f"prepared {args.out_dir}: {output_summary(manifest)}")
     if manifest.get("malformed_lines_skipped"):
         print(f"skipped {manifest['malformed_lines_skipped']:,} malformed lines (see the manifest)")
+
+
+def _train_demo(args: argparse.Namespace) -> None:
+    from .train import TrainSettings, train_demo
+
+    settings = TrainSettings(
+        arch=args.arch,
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_minutes=args.minutes,
+    )
+    summary = train_demo(args.data_dir, args.out, settings)
+    print(
+        f"wrote {args.out}: {summary['steps']} steps in {summary['seconds']:.0f} s "
+        f"({summary['pairs_per_s']:,.0f} pairs/s), test AUC={100 * summary['test_auc']:.3f}%"
+    )
+
+
+def _score(args: argparse.Namespace) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from .checkpoint import load_model
+    from .dataset import open_split
+    from .fileio import atomic_output
+    from .inference import Predictor, predict_split
+
+    split = open_split(args.data, args.split)
+    model, _ = load_model(args.checkpoint)
+    predictor = Predictor(model, precision=args.precision, device=args.device)
+    predictions = predict_split(predictor, split, count=args.count, batch_size=args.batch_size)
+    with atomic_output(args.out) as tmp, open(tmp, "wb") as f:
+        np.save(f, predictions)
+    labels = split.labels()[: len(predictions)]
+    auc = roc_auc_score(labels, predictions) if 0 < labels.sum() < len(labels) else float("nan")
+    print(f"AUC={100 * auc:.3f}%, pairs={len(predictions)}, predictions in {args.out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +143,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip malformed lines (counted in the manifest) instead of stopping",
     )
     prep.set_defaults(run=_prepare)
+
+    train = commands.add_parser(
+        "train-demo", help="train the demo DLRM on prepared data (upstream checkpoint)"
+    )
+    train.add_argument(
+        "data_dir", metavar="DATA_DIR", help="prepared folder, made with prepare --write-train"
+    )
+    train.add_argument("out", metavar="OUT.pt", help="checkpoint to write (never overwritten)")
+    train.add_argument("--arch", default="tb00_40M", help="architecture preset: tb00_40M, tb0875_10M, kaggle")
+    train.add_argument("--seed", type=int, default=0, help="seed (same seed and settings, same checkpoint)")
+    train.add_argument("--epochs", type=float, default=1.0, help="passes over the training split")
+    train.add_argument("--batch-size", type=int, default=512, help="pairs per training step")
+    train.add_argument("--minutes", type=float, default=10.0, help="stop training after this many minutes")
+    train.set_defaults(run=_train_demo)
+
+    score = commands.add_parser(
+        "score", help="predictions and AUC straight from a checkpoint, without LoadGen"
+    )
+    score.add_argument("--checkpoint", required=True, help="upstream-format checkpoint or state_dict (.pt)")
+    score.add_argument("--data", required=True, help="prepared folder (.bin splits or upstream's npz)")
+    score.add_argument(
+        "--out", required=True, help="where to write float32 predictions (.npy), in file order"
+    )
+    score.add_argument("--split", choices=("test", "val"), default="test", help="which half of the test day")
+    score.add_argument("--count", type=int, default=None, help="only the first COUNT pairs")
+    score.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32", help="arithmetic")
+    score.add_argument("--device", default="cpu", help="cpu or cuda")
+    score.add_argument("--batch-size", type=int, default=16384, help="pairs per forward")
+    score.set_defaults(run=_score)
     return parser
 
 

@@ -104,3 +104,8 @@ def table_sizes(counts: np.ndarray, max_ind_range: int) -> list[int]:
     if max_ind_range > 0:
         return [int(min(c, max_ind_range)) for c in counts]
     return [int(c) for c in counts]
+
+
+#: MLPerf DLRM accuracy rule: the reference AUC and the fractions of it a submission must reach.
+REFERENCE_AUC = 0.8025
+ACCURACY_TARGETS = {"99%": 0.99, "99.9%": 0.999}

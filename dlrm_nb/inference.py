@@ -1,0 +1,124 @@
+"""Running a DLRM for inference: precision (fp32, bf16, int8), device (cpu, cuda), batched prediction."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .criteo import ACCURACY_TARGETS
+from .dataset import Batch, CriteoSplit
+from .exceptions import DlrmNbError
+from .model import DLRM
+
+PRECISIONS = ("fp32", "bf16", "int8")
+DEVICES = ("cpu", "cuda")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu`` or ``cuda`` (``cuda:N``); a clear error when CUDA is asked for and absent."""
+    kind = device.split(":")[0]
+    if kind not in DEVICES:
+        raise DlrmNbError(f"device {device!r} is not one of {', '.join(DEVICES)}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DlrmNbError(
+            f"device {device!r} was asked for but CUDA is not available (torch {torch.__version__}, "
+            f"built with CUDA {torch.version.cuda or 'none'}); "
+            "use device 'cpu' or install a CUDA build of torch"
+        )
+    return torch.device(device)
+
+
+class Predictor:
+    """A DLRM ready to predict: ``predictor(batch) -> float32 [B]`` click probabilities.
+
+    ``fp32``: as trained. ``bf16``: MLPs and interaction in bfloat16, embeddings read in fp32
+    (memory-mapped tables stay as they are) and cast after the gather. ``int8``: dynamic
+    quantization of every Linear layer (CPU only). ``compile``: ``torch.compile`` the model.
+    """
+
+    def __init__(
+        self, model: DLRM, *, precision: str = "fp32", device: str = "cpu", compile: bool = False
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise DlrmNbError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        self.device = resolve_device(device)
+        if precision == "int8" and self.device.type != "cpu":
+            raise DlrmNbError(
+                "precision int8 (dynamic quantization) runs on the CPU only; use fp32 or bf16 on cuda"
+            )
+        self.precision = precision
+        self.arch = model.arch
+        self.input_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.module = _with_precision(model.to(self.device), precision).eval()
+        if compile:
+            self.module = torch.compile(self.module, dynamic=True)
+
+    @torch.inference_mode()
+    def predict(self, dense: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Dense float32 [B, 13] and ids int64 [B, 26] (any device) -> float32 [B] on the model's device."""
+        dense = dense.to(self.device, self.input_dtype, non_blocking=True)
+        ids = ids.to(self.device, non_blocking=True)
+        return self.module(dense, ids).float()
+
+    def __call__(self, batch: Batch) -> np.ndarray:
+        dense, ids = torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)
+        if self.device.type == "cuda":
+            dense, ids = dense.pin_memory(), ids.pin_memory()
+        return self.predict(dense, ids).cpu().numpy()
+
+
+def _with_precision(model: DLRM, precision: str) -> nn.Module:
+    if precision == "bf16":
+        model.bot_l.to(torch.bfloat16)
+        model.top_l.to(torch.bfloat16)
+        return model
+    if precision == "int8":
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():
+            # torch.ao's dynamic quantization is deprecated in favour of torchao, and still works
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+            return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    return model
+
+
+def predict_split(
+    predictor: Predictor,
+    split: CriteoSplit,
+    *,
+    count: int | None = None,
+    batch_size: int = 16384,
+    progress: bool = True,
+) -> np.ndarray:
+    """Predictions float32 [count] of the first ``count`` rows of ``split`` (default all), in file order."""
+    total = len(split) if count is None else count
+    if not 0 < total <= len(split):
+        raise DlrmNbError(f"count {count} is outside 1..{len(split)} (rows of {split.source})")
+    out = np.empty(total, dtype=np.float32)
+    with tqdm(
+        total=total,
+        desc=f"predict {predictor.precision}",
+        unit=" pairs",
+        unit_scale=True,
+        disable=not progress,
+    ) as bar:
+        for start, end in _ranges(total, batch_size):
+            out[start:end] = predictor(split.batch(slice(start, end)))
+            bar.update(end - start)
+    return out
+
+
+def _ranges(total: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, total, size):
+        yield start, min(start + size, total)
+
+
+def accuracy_rule(auc: float, reference_auc: float) -> dict[str, bool]:
+    """MLPerf's rule: pass when ``auc`` reaches each target fraction of the reference AUC."""
+    return {name: auc >= fraction * reference_auc for name, fraction in ACCURACY_TARGETS.items()}
