@@ -175,9 +175,13 @@ def load_model(
     return model.eval(), metadata
 
 
-def save_checkpoint(model: DLRM, path: str | os.PathLike, **metadata: Any) -> None:
+def save_checkpoint(
+    model: DLRM, path: str | os.PathLike, *, overwrite: bool = False, **metadata: Any
+) -> None:
     """Save in upstream's layout (a dict with ``state_dict`` and training metadata), atomically,
-    so upstream code loads it too."""
+    so upstream code loads it too. An existing file is replaced only with ``overwrite``."""
+    if Path(path).exists() and not overwrite:
+        raise CheckpointError(f"{path} exists; choose another name or pass overwrite=True")
     record = {
         "nepochs": int(metadata.pop("nepochs", 1)),
         "nbatches": int(metadata.pop("nbatches", 0)),
