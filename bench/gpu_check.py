@@ -1,0 +1,88 @@
+"""The CUDA path, end to end, in one short command (where a GPU is lent):
+
+    python3 bench/gpu_check.py [--work /tmp/dlrm-nb-gpu] [--seconds 0.5]
+
+1. makes small synthetic Criteo data, prepares it and trains the demo model (tb00_40M) on the CPU;
+2. loads the checkpoint on CUDA in fp32 and bf16, compares predictions with the CPU's and applies
+   MLPerf's 99% / 99.9% rule to each precision's AUC against CPU fp32;
+3. prints the model-only throughput table of bench/bench_model.py on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_model import run as throughput_table
+
+from dlrm_nb.checkpoint import load_model
+from dlrm_nb.dataset import open_split
+from dlrm_nb.inference import Predictor, accuracy_rule, predict_split
+from dlrm_nb.preprocess import PrepareSettings, prepare
+from dlrm_nb.synthetic import generate
+from dlrm_nb.train import TrainSettings, train_demo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work", type=Path, default=Path("/tmp/dlrm-nb-gpu"))
+    parser.add_argument("--seconds", type=float, default=0.5, help="timing per throughput cell")
+    parser.add_argument("--table-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA device: nothing to check")
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}")
+    shutil.rmtree(args.work, ignore_errors=True)
+    started = time.perf_counter()
+    sidecar = generate(
+        args.work / "raw",
+        rows_per_day=4000,
+        test_day_rows=20000,
+        seed=5,
+        cardinality_scale=0.05,
+        progress=False,
+    )
+    prepare(
+        args.work / "raw",
+        args.work / "prep",
+        PrepareSettings(max_ind_range=1_000_000, write_train=True),
+        progress=False,
+    )
+    summary = train_demo(args.work / "prep", args.work / "demo.pt", TrainSettings(seed=1), progress=False)
+    print(
+        f"data + training on CPU: {time.perf_counter() - started:.0f} s, test AUC {summary['test_auc']:.4f} "
+        f"(oracle {sidecar['oracle_auc']['test']:.4f})"
+    )
+
+    test = open_split(args.work / "prep", "test")
+    reference = None
+    print(f"\n{'device/precision':18s} {'AUC':>8s} {'max |p - p_cpu|':>16s}  MLPerf rule vs CPU fp32")
+    for device, precision in [("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "bf16")]:
+        model, _ = load_model(args.work / "demo.pt")
+        predictions = predict_split(
+            Predictor(model, precision=precision, device=device), test, progress=False
+        )
+        auc = roc_auc_score(test.labels(), predictions)
+        if reference is None:
+            reference = (predictions, auc)
+        difference = float(np.abs(predictions - reference[0]).max())
+        rule = accuracy_rule(auc, reference[1])
+        print(f"{device + ' ' + precision:18s} {auc:8.5f} {difference:16.2e}  {rule}")
+    print()
+    throughput_table("cuda", args.table_rows, args.seconds, compile_too=True)
+
+
+if __name__ == "__main__":
+    main()
