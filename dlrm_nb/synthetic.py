@@ -509,9 +509,8 @@ def format_lines(labels: np.ndarray, chunk: Chunk, model: Model) -> memoryview:
         columns.append(_hex_column(_ids(chunk.ranks[j], j, model), empty))
     batch = pa.RecordBatch.from_arrays(columns, names=list(FIELD_NAMES))
     sink = pa.BufferOutputStream()
-    options = pa_csv.WriteOptions(
-        include_header=False, delimiter="\t", eol="\n", null_string="", quoting_style="none"
-    )
+    # pyarrow writes "\n" line ends and nulls as empty fields by default (older versions lack the options)
+    options = pa_csv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
     pa_csv.write_csv(batch, sink, options)
     return memoryview(sink.getvalue())
 
