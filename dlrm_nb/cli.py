@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -78,9 +79,11 @@ def _score(args: argparse.Namespace) -> None:
     from .fileio import atomic_output
     from .inference import Predictor, predict_split
 
+    if Path(args.out).exists() and not args.overwrite:
+        raise DlrmNbError(f"{args.out} exists; choose another name or pass --overwrite")
     split = open_split(args.data, args.split)
     model, _ = load_model(args.checkpoint)
-    predictor = Predictor(model, precision=args.precision, device=args.device)
+    predictor = Predictor(model, precision=args.precision, device=args.device, compile=args.compile)
     predictions = predict_split(predictor, split, count=args.count, batch_size=args.batch_size)
     with atomic_output(args.out) as tmp, open(tmp, "wb") as f:
         np.save(f, predictions)
@@ -171,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32", help="arithmetic")
     score.add_argument("--device", default="cpu", help="cpu or cuda")
     score.add_argument("--batch-size", type=int, default=16384, help="pairs per forward")
+    score.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    score.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
     score.set_defaults(run=_score)
     return parser
 
