@@ -92,6 +92,136 @@ def _score(args: argparse.Namespace) -> None:
     print(f"AUC={100 * auc:.3f}%, pairs={len(predictions)}, predictions in {args.out}")
 
 
+def _benchmark(args: argparse.Namespace):
+    from .harness import open_benchmark
+
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return open_benchmark(
+        args.checkpoint,
+        args.data,
+        precision=args.precision,
+        device=args.device,
+        compile=args.compile,
+        aggregation=args.aggregation,
+        aggregation_size=args.aggregation_size,
+        max_pairs_in_split=args.max_pairs_in_split,
+        trace_path=run_dir / "dlrm_trace_of_aggregated_samples.txt",
+    )
+
+
+def _settings(args: argparse.Namespace, **overrides):
+    from .harness import LoadgenSettings
+
+    values = dict(
+        scenario=args.scenario,
+        mode=args.mode,
+        target_qps=args.target_qps,
+        latency_ms=args.latency_ms,
+        min_duration_ms=args.min_duration_ms,
+        max_duration_ms=args.max_duration_ms,
+        max_query_count=args.max_query_count,
+        performance_sample_count=args.samples,
+        max_pairs=args.max_pairs,
+        official=args.official,
+    )
+    values.update(overrides)
+    return LoadgenSettings(**values)
+
+
+def _loadgen(args: argparse.Namespace) -> None:
+    settings = _settings(args)  # validated before anything is loaded
+    metrics = _benchmark(args).run(settings, args.run_dir)
+    latency = metrics.get("latency_ns", {})
+    print(
+        f"{settings.scenario} {settings.mode}: {'VALID' if metrics.get('valid') else 'INVALID'}, "
+        f"{metrics.get('samples_per_s', 0):,.1f} samples/s, {metrics.get('pairs_per_s', 0):,.0f} pairs/s, "
+        f"p99 {latency.get('p99', float('nan')) / 1e6:.2f} ms -> {Path(args.run_dir) / settings.scenario}"
+    )
+    if "accuracy" in metrics:
+        print(metrics["accuracy"]["line"])
+
+
+def _qps_search(args: argparse.Namespace) -> None:
+    from .fileio import write_json
+    from .harness import search_server_qps
+
+    _settings(args, scenario="Server", target_qps=1.0)
+    benchmark = _benchmark(args)
+    offline = benchmark.run(
+        _settings(
+            args,
+            scenario="Offline",
+            target_qps=None,
+            min_duration_ms=args.probe_ms,
+            max_duration_ms=4 * args.probe_ms,
+        ),
+        Path(args.run_dir) / "search",
+    )
+
+    def probe(qps: float, final: bool):
+        duration = args.probe_ms * (2 if final else 1)
+        settings = _settings(
+            args, scenario="Server", target_qps=qps, min_duration_ms=duration, max_duration_ms=4 * duration
+        )
+        folder = Path(args.run_dir) if final else Path(args.run_dir) / "search" / f"qps_{qps:.2f}"
+        return benchmark.run(settings, folder)
+
+    high = max(offline["samples_per_s"], 1.0)
+    result = search_server_qps(
+        probe, low=max(high / 64, 0.5), high=high, budget_s=args.budget_s, probe_s=args.probe_ms / 1000 * 1.3
+    )
+    record = {
+        "best_qps": result.best_qps,
+        "probes": result.probes,
+        "seconds": result.seconds,
+        "offline_samples_per_s": offline["samples_per_s"],
+        "latency_ms": args.latency_ms,
+    }
+    write_json(Path(args.run_dir) / "qps_search.json", record)
+    print(
+        f"highest valid Server QPS at {args.latency_ms:g} ms: {result.best_qps} "
+        f"({len(result.probes)} probes, {result.seconds:.0f} s)"
+    )
+
+
+def _accuracy(args: argparse.Namespace) -> None:
+    from .accuracy import evaluate_log
+
+    result = evaluate_log(args.log, trace=args.aggregation_trace_file, day23_labels=args.day_23_file)
+    print(result["line"])
+
+
+def _add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="DLRM checkpoint (upstream format or state_dict)")
+    parser.add_argument("--data", required=True, help="prepared folder holding the test split")
+    parser.add_argument("--run-dir", required=True, help="output folder: <scenario>/<mode>/ go below it")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32", help="arithmetic")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--aggregation",
+        choices=("quantile", "fixed", "uniform"),
+        default="quantile",
+        help="samples per query: MLPerf's quantile list, a fixed size, or uniform 100..700",
+    )
+    parser.add_argument("--aggregation-size", type=int, default=270, help="pairs per sample (fixed)")
+    parser.add_argument("--max-pairs-in-split", type=int, default=None, help="use only the first pairs")
+    parser.add_argument(
+        "--mode", choices=("performance", "accuracy"), default="performance", help="LoadGen mode"
+    )
+    parser.add_argument("--target-qps", type=float, default=None, help="Server rate / Offline expected rate")
+    parser.add_argument("--latency-ms", type=float, default=30.0, help="Server p99 bound (30 v1, 60 today)")
+    parser.add_argument("--min-duration-ms", type=int, default=5000, help="shortest run")
+    parser.add_argument("--max-duration-ms", type=int, default=60000, help="longest run")
+    parser.add_argument("--max-query-count", type=int, default=None, help="stop after this many queries")
+    parser.add_argument(
+        "--samples", type=int, default=None, help="performance_sample_count (default 204800 capped)"
+    )
+    parser.add_argument("--max-pairs", type=int, default=8192, help="pairs per forward")
+    parser.add_argument("--official", action="store_true", help="MLPerf's durations and counts (600 s runs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dlrm-nb", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -177,6 +307,32 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--compile", action="store_true", help="torch.compile the model first")
     score.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
     score.set_defaults(run=_score)
+
+    loadgen = commands.add_parser("loadgen", help="one MLPerf LoadGen run (scenario, mode) with metrics.json")
+    _add_benchmark_arguments(loadgen)
+    loadgen.add_argument(
+        "--scenario",
+        choices=("SingleStream", "MultiStream", "Server", "Offline"),
+        default="Offline",
+        help="LoadGen scenario",
+    )
+    loadgen.set_defaults(run=_loadgen)
+
+    search = commands.add_parser("qps-search", help="highest valid Server QPS under the latency bound")
+    _add_benchmark_arguments(search)
+    search.add_argument("--budget-s", type=float, default=120.0, help="total time for the search")
+    search.add_argument("--probe-ms", type=int, default=5000, help="duration of each probe")
+    search.set_defaults(run=_qps_search, scenario="Server")
+
+    accuracy = commands.add_parser("accuracy", help="AUC from a LoadGen accuracy log (upstream's line)")
+    accuracy.add_argument("log", metavar="LOG.json", help="mlperf_log_accuracy.json")
+    accuracy.add_argument(
+        "--day-23-file", default=None, help="labels from this raw day file (predictions-only logs)"
+    )
+    accuracy.add_argument(
+        "--aggregation-trace-file", default=None, help="trace of the run, with --day-23-file"
+    )
+    accuracy.set_defaults(run=_accuracy)
     return parser
 
 

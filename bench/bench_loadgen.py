@@ -1,0 +1,110 @@
+"""The LoadGen harness against the model's own speed, side by side in one run.
+
+    python bench/bench_loadgen.py [--work /tmp/dlrm-nb-bench-loadgen] [--precisions fp32 int8] [--search-s 60]
+
+On synthetic data with the demo model (tb00_40M MLPs, trained here first), for each precision:
+  Offline     samples/s and pairs/s against a bare forward at the same batch size (target >= 85%)
+  Server      the highest VALID target QPS at a 30 ms p99 bound (the reference has none on 2 cores)
+  SingleStream p90 latency against a bare forward of one aggregated sample (target <= 1.2x)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dlrm_nb.harness import LoadgenSettings, open_benchmark, search_server_qps
+from dlrm_nb.preprocess import PrepareSettings, prepare
+from dlrm_nb.synthetic import generate
+from dlrm_nb.train import TrainSettings, train_demo
+
+
+def demo_checkpoint(work: Path, device: str) -> tuple[Path, Path]:
+    """Synthetic data and the demo model, made once and kept in ``work``."""
+    prepared, checkpoint = work / "prep", work / "demo.pt"
+    if not checkpoint.exists():
+        generate(work / "raw", rows_per_day=4000, test_day_rows=200_000, seed=5, cardinality_scale=0.05,
+                 overwrite=True)
+        prepare(work / "raw", prepared, PrepareSettings(max_ind_range=1_000_000, write_train=True))
+        train_demo(prepared, checkpoint, TrainSettings(seed=1))
+    return checkpoint, prepared
+
+
+def bare_forward_rate(bench, pairs: int, seconds: float = 3.0) -> float:
+    batch = bench.split.batch(slice(0, pairs))
+    dense, ids = torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)
+    bench.predictor.predict(dense, ids)
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        bench.predictor.predict(dense, ids)
+        runs += 1
+    return runs * pairs / (time.perf_counter() - started)
+
+
+def bare_sample_latency_ms(bench, pairs: int = 270, repeats: int = 200) -> float:
+    batch = bench.split.batch(slice(0, pairs))
+    dense, ids = torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        bench.predictor.predict(dense, ids)
+        times.append(time.perf_counter() - started)
+    return statistics.quantiles(times, n=10)[8] * 1000  # p90, as SingleStream reports
+
+
+def run_precision(checkpoint: Path, prepared: Path, work: Path, precision: str, device: str, search_s: float,
+                  max_pairs: int) -> dict:
+    bench = open_benchmark(checkpoint, prepared, precision=precision, device=device)
+    runs = work / "runs" / precision
+    row = {"precision": precision}
+    offline = bench.run(LoadgenSettings(scenario="Offline", min_duration_ms=10_000, max_duration_ms=30_000,
+                                        max_pairs=max_pairs), runs)
+    bare = bare_forward_rate(bench, int(offline["sut"]["mean_batch_pairs"]))
+    row.update(offline_samples_per_s=offline["samples_per_s"], offline_pairs_per_s=offline["pairs_per_s"],
+               batch_pairs=offline["sut"]["mean_batch_pairs"], bare_pairs_per_s=bare)
+
+    def probe(qps: float, final: bool) -> dict:
+        settings = LoadgenSettings(scenario="Server", target_qps=qps, latency_ms=30.0, max_pairs=max_pairs,
+                                   min_duration_ms=8000 if final else 5000, max_duration_ms=20_000)
+        return bench.run(settings, runs / ("server" if final else f"probe_{qps:.1f}"))
+
+    search = search_server_qps(probe, low=1.0, high=offline["samples_per_s"], budget_s=search_s, probe_s=6.5)
+    row.update(server_qps=search.best_qps, probes=len(search.probes),
+               server_p99_ms=search.confirmed["latency_ns"]["p99"] / 1e6 if search.confirmed else None)
+    single = bench.run(LoadgenSettings(scenario="SingleStream", min_duration_ms=8000, max_duration_ms=20_000,
+                                       max_pairs=max_pairs), runs)
+    row.update(single_p90_ms=single["latency_ns"]["p90"] / 1e6, bare_sample_ms=bare_sample_latency_ms(bench))
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/dlrm-nb-bench-loadgen"))
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--search-s", type=float, default=60.0, help="time budget of each Server QPS search")
+    parser.add_argument("--max-pairs", type=int, default=4096, help="pairs per forward in the SUT")
+    args = parser.parse_args()
+    checkpoint, prepared = demo_checkpoint(args.work, args.device)
+    rows = [run_precision(checkpoint, prepared, args.work, p, args.device, args.search_s, args.max_pairs)
+            for p in args.precisions]
+    print(f"\n{'precision':10s}{'Offline samples/s':>19s}{'pairs/s':>10s}{'bare fwd pairs/s':>18s}{'ratio':>7s}"
+          f"{'Server QPS@30ms':>17s}{'SS p90 ms':>11s}{'bare ms':>9s}{'ratio':>7s}")
+    for r in rows:
+        qps = f"{r['server_qps']:.1f}" if r["server_qps"] else "none"
+        print(f"{r['precision']:10s}{r['offline_samples_per_s']:19,.1f}{r['offline_pairs_per_s']:10,.0f}"
+              f"{r['bare_pairs_per_s']:18,.0f}{r['offline_pairs_per_s'] / r['bare_pairs_per_s']:7.0%}"
+              f"{qps:>17s}{r['single_p90_ms']:11.2f}{r['bare_sample_ms']:9.2f}"
+              f"{r['single_p90_ms'] / r['bare_sample_ms']:7.2f}")
+    print("targets: Offline >= 85% of the bare forward at the same batch; SingleStream p90 <= 1.2x a bare forward")
+
+
+if __name__ == "__main__":
+    main()

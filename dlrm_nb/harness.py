@@ -1,0 +1,540 @@
+"""The MLPerf LoadGen harness: query sample library (QSL), system under test (SUT), settings, runs.
+
+One LoadGen sample is one *aggregated sample*: a run of consecutive user-item pairs of the test
+split (see :mod:`dlrm_nb.aggregation`). Shapes: S samples in a query or batch, P pairs in them.
+
+* The QSL memory-maps the split and, when LoadGen asks it to load samples, builds batch-ready
+  tensors for all their pairs at once; a batch of samples is then one ``index_select``.
+* The SUT batches samples across queries up to ``max_pairs`` pairs per forward. SingleStream and
+  MultiStream predict in LoadGen's own thread (no hand-off); Offline and Server hand queries to
+  one worker thread through a ``queue.Queue``; Server takes whatever is waiting when the worker
+  is free (dynamic batching). Responses are float32 ``[p, y]`` per pair, kept alive until
+  ``QuerySamplesComplete`` has copied them. An exception in the worker fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .dataset import CriteoSplit
+from .exceptions import DlrmNbError
+from .fileio import write_json
+from .inference import Predictor
+
+SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+MODES = {"performance": "PerformanceOnly", "accuracy": "AccuracyOnly"}
+MLPERF_PERFORMANCE_SAMPLES = 204_800
+MODEL_NAME = "dlrm"
+
+
+@dataclass(frozen=True)
+class LoadgenSettings:
+    """What a LoadGen run does; turned into a ``user.conf`` for the run folder.
+
+    Defaults keep a run bounded (at most ``max_duration_ms``, 60 s); ``official`` applies
+    MLPerf's own durations and counts from LoadGen's built-in ``mlperf.conf`` instead.
+    """
+
+    scenario: str = "Offline"
+    mode: str = "performance"
+    target_qps: float | None = None  # Server: the arrival rate; Offline: the expected rate
+    latency_ms: float = 30.0  # Server p99 bound (30 ms: DLRM v1 rules; 60 ms in today's mlperf.conf)
+    expected_latency_ms: float = 10.0  # SingleStream / MultiStream: LoadGen's expected latency
+    min_duration_ms: int = 5_000
+    max_duration_ms: int = 60_000
+    min_query_count: int = 1
+    max_query_count: int | None = None
+    performance_sample_count: int | None = None  # default: MLPerf's 204,800 capped by the data
+    max_pairs: int = 8192  # pairs per forward, batching across samples and queries
+    official: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise DlrmNbError(f"scenario {self.scenario!r} is not one of {', '.join(SCENARIOS)}")
+        if self.mode not in MODES:
+            raise DlrmNbError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.target_qps is not None and not self.target_qps > 0:
+            raise DlrmNbError(f"target_qps {self.target_qps} must be > 0")
+        for name in ("latency_ms", "expected_latency_ms"):
+            if not getattr(self, name) > 0:
+                raise DlrmNbError(f"{name} {getattr(self, name)} must be > 0")
+        if (
+            self.min_duration_ms < 0
+            or self.max_duration_ms <= 0
+            or self.max_duration_ms < self.min_duration_ms
+        ):
+            raise DlrmNbError(
+                f"durations min {self.min_duration_ms} ms, max {self.max_duration_ms} ms: "
+                "need 0 <= min <= max and max > 0"
+            )
+        if self.max_pairs < 1:
+            raise DlrmNbError(f"max_pairs {self.max_pairs} must be >= 1")
+        if self.scenario == "Server" and self.target_qps is None:
+            raise DlrmNbError("scenario Server needs target_qps (queries per second to issue)")
+
+    def sample_count(self, total_samples: int) -> int:
+        count = self.performance_sample_count or min(MLPERF_PERFORMANCE_SAMPLES, total_samples)
+        if not 0 < count <= total_samples:
+            raise DlrmNbError(
+                f"performance_sample_count {count} is more than the {total_samples} aggregated samples "
+                "the data holds"
+            )
+        return count
+
+    def user_conf(self, total_samples: int) -> str:
+        """The ``user.conf`` lines for model ``dlrm`` (LoadGen reads durations in ms)."""
+        scenario = f"{MODEL_NAME}.{self.scenario}"
+        lines = [f"{MODEL_NAME}.*.performance_sample_count_override = {self.sample_count(total_samples)}"]
+        if self.target_qps is not None:
+            lines.append(f"{scenario}.target_qps = {self.target_qps:g}")
+        if self.scenario == "Server":
+            lines.append(f"{scenario}.target_latency = {self.latency_ms:g}")
+        if self.scenario in ("SingleStream", "MultiStream"):
+            lines.append(f"{scenario}.target_latency = {self.expected_latency_ms:g}")
+        if not self.official:
+            lines += [
+                f"{scenario}.min_duration = {self.min_duration_ms}",
+                f"{scenario}.max_duration = {self.max_duration_ms}",
+                f"{scenario}.min_query_count = {self.min_query_count}",
+            ]
+            if self.max_query_count is not None:
+                lines.append(f"{scenario}.max_query_count = {self.max_query_count}")
+        return "\n".join(lines) + "\n"
+
+
+class AggregatedQSL:
+    """The query sample library over a split: sample i = pairs ``trace[i, 0] .. trace[i, 1] - 1``."""
+
+    def __init__(self, split: CriteoSplit, trace: np.ndarray, device: torch.device) -> None:
+        self.split, self.trace, self.device = split, np.asarray(trace, dtype=np.int64), device
+        self.sizes = self.trace[:, 1] - self.trace[:, 0]
+        self._loaded: dict[str, torch.Tensor] | None = None
+        self._first_row = np.full(
+            len(self.trace), -1, dtype=np.int64
+        )  # sample -> first row in loaded tensors
+
+    def __len__(self) -> int:
+        return len(self.trace)
+
+    def load(self, samples: Sequence[int]) -> None:
+        """Build tensors for every pair of ``samples`` once: dense [P, 13], ids [P, 26], labels [P]."""
+        samples = np.unique(np.asarray(samples, dtype=np.int64))
+        rows = _rows_of(self.trace[samples, 0], self.sizes[samples])
+        batch = self.split.batch(rows)
+        self._first_row[:] = -1
+        self._first_row[samples] = np.concatenate([[0], np.cumsum(self.sizes[samples])[:-1]])
+        pin = self.device.type == "cuda"
+        tensors = {
+            "dense": torch.from_numpy(batch.dense),
+            "ids": torch.from_numpy(batch.cats),
+            "labels": torch.from_numpy(batch.labels),
+        }
+        self._loaded = {k: (v.pin_memory() if pin else v) for k, v in tensors.items()}
+
+    def unload(self, samples: Sequence[int]) -> None:
+        self._loaded = None
+        self._first_row[:] = -1
+
+    def gather(self, samples: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Dense [P, 13], ids [P, 26], labels [P] of the pairs of loaded ``samples`` int [S], in order."""
+        if self._loaded is None or (self._first_row[samples] < 0).any():
+            raise DlrmNbError("LoadGen asked for samples that were not loaded")
+        index = torch.from_numpy(_rows_of(self._first_row[samples], self.sizes[samples]))
+        return tuple(self._loaded[k].index_select(0, index) for k in ("dense", "ids", "labels"))
+
+
+def _rows_of(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Row indices int64 [sum(sizes)] of consecutive runs ``starts[i] .. starts[i] + sizes[i] - 1``."""
+    total = int(sizes.sum())
+    run_starts = np.repeat(starts - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
+    return run_starts + np.arange(total, dtype=np.int64)
+
+
+@dataclass
+class _Work:
+    ids: np.ndarray  # LoadGen response ids, uint64 [S]
+    samples: np.ndarray  # QSL indices, int64 [S]
+
+
+@dataclass
+class SutStats:
+    """What the SUT did: forwards, pairs, and time in the model."""
+
+    forwards: int = 0
+    pairs: int = 0
+    samples: int = 0
+    model_seconds: float = 0.0
+    batch_pairs: list[int] = field(default_factory=list)
+
+
+class DlrmSUT:
+    """The system under test: batches samples, predicts, answers LoadGen."""
+
+    def __init__(self, predictor: Predictor, qsl: AggregatedQSL, scenario: str, max_pairs: int) -> None:
+        import mlperf_loadgen as lg
+
+        self.lg, self.predictor, self.qsl, self.scenario, self.max_pairs = (
+            lg,
+            predictor,
+            qsl,
+            scenario,
+            max_pairs,
+        )
+        self.stats = SutStats()
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[_Work | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        if scenario in ("Offline", "Server"):
+            self._worker = threading.Thread(target=self._serve, name="dlrm-nb-sut", daemon=True)
+            self._worker.start()
+        self.handle = lg.ConstructSUT(self._issue, self._flush)
+
+    # -- LoadGen callbacks
+
+    def _issue(self, query_samples) -> None:
+        ids = np.fromiter((q.id for q in query_samples), dtype=np.uint64, count=len(query_samples))
+        samples = np.fromiter((q.index for q in query_samples), dtype=np.int64, count=len(query_samples))
+        work = _Work(ids, samples)
+        if self._worker is None:
+            self._run(work)  # SingleStream / MultiStream: no hand-off
+        else:
+            self._queue.put(work)
+
+    def _flush(self) -> None:
+        pass
+
+    # -- work
+
+    def _serve(self) -> None:
+        while True:
+            work = self._queue.get()
+            if work is None:
+                return
+            waiting = [work]
+            pairs = int(self.qsl.sizes[work.samples].sum())
+            while pairs < self.max_pairs:  # take whatever else has arrived (Server: dynamic batching)
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                waiting.append(more)
+                pairs += int(self.qsl.sizes[more.samples].sum())
+            self._run(
+                _Work(np.concatenate([w.ids for w in waiting]), np.concatenate([w.samples for w in waiting]))
+            )
+
+    def _run(self, work: _Work) -> None:
+        for ids, samples in _batches(work, self.qsl.sizes, self.max_pairs):
+            if self.error is not None:
+                self._complete_empty(ids)
+                continue
+            try:
+                self._predict_and_complete(ids, samples)
+            except BaseException as exc:  # the run must fail, loudly, but LoadGen must be able to finish
+                self.error = exc
+                self._complete_empty(ids)
+
+    def _predict_and_complete(self, ids: np.ndarray, samples: np.ndarray) -> None:
+        started = time.perf_counter()
+        dense, cats, labels = self.qsl.gather(samples)
+        predictions = self.predictor.predict(dense, cats).cpu()
+        self.stats.model_seconds += time.perf_counter() - started
+        response = torch.stack([predictions, labels.to(predictions.dtype)], dim=1).numpy()  # [P, 2] float32
+        sizes = self.qsl.sizes[samples]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]) * 8  # bytes: 2 float32 per pair
+        base = response.ctypes.data
+        responses = [
+            self.lg.QuerySampleResponse(int(i), base + int(o), int(n) * 8)
+            for i, o, n in zip(ids, offsets, sizes, strict=True)
+        ]
+        self.lg.QuerySamplesComplete(responses)  # copies the data: `response` may go after this
+        self.stats.forwards += 1
+        self.stats.pairs += int(sizes.sum())
+        self.stats.samples += len(samples)
+        self.stats.batch_pairs.append(int(sizes.sum()))
+
+    def _complete_empty(self, ids: np.ndarray) -> None:
+        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(int(i), 0, 0) for i in ids])
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join()
+        self.lg.DestroySUT(self.handle)
+
+
+def _batches(work: _Work, sizes: np.ndarray, max_pairs: int):
+    """Split a query's samples into consecutive batches of at most ``max_pairs`` pairs (>= 1 sample each)."""
+    pairs = np.cumsum(sizes[work.samples])
+    start = 0
+    while start < len(work.samples):
+        limit = (pairs[start - 1] if start else 0) + max_pairs
+        end = max(start + 1, int(np.searchsorted(pairs, limit, side="right")))
+        yield work.ids[start:end], work.samples[start:end]
+        start = end
+
+
+def run_loadgen(
+    predictor: Predictor,
+    split: CriteoSplit,
+    trace: np.ndarray,
+    settings: LoadgenSettings,
+    out_dir: str | os.PathLike,
+) -> dict[str, Any]:
+    """One LoadGen run into ``out_dir``: ``user.conf``, LoadGen's logs and ``metrics.json``.
+
+    Returns the metrics (parsed from LoadGen's summary and detail logs, plus the SUT's own
+    counters and, in accuracy mode, the AUC).
+    """
+    import mlperf_loadgen as lg
+
+    from .mlperf_logs import parse_run
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    qsl = AggregatedQSL(split, trace, predictor.device)
+    conf = out / "user.conf"
+    conf.write_text(settings.user_conf(len(qsl)))
+    test = lg.TestSettings()
+    test.scenario = getattr(lg.TestScenario, settings.scenario)
+    test.mode = getattr(lg.TestMode, MODES[settings.mode])
+    if test.FromConfig(str(conf), MODEL_NAME, settings.scenario) != 0:
+        raise DlrmNbError(f"LoadGen refused {conf}; see its log")
+    log_output = lg.LogOutputSettings()
+    log_output.outdir = str(out)
+    log_output.copy_summary_to_stdout = False
+    log_settings = lg.LogSettings()
+    log_settings.log_output = log_output
+    log_settings.enable_trace = False
+    sut = DlrmSUT(predictor, qsl, settings.scenario, settings.max_pairs)
+    qsl_handle = lg.ConstructQSL(len(qsl), settings.sample_count(len(qsl)), qsl.load, qsl.unload)
+    started = time.perf_counter()
+    try:
+        lg.StartTestWithLogSettings(sut.handle, qsl_handle, test, log_settings)
+    finally:
+        wall = time.perf_counter() - started
+        sut.close()
+        lg.DestroyQSL(qsl_handle)
+    if sut.error is not None:
+        raise DlrmNbError(
+            f"the model failed during the {settings.scenario} run: {sut.error!r}"
+        ) from sut.error
+    stats = sut.stats
+    mean_pairs = stats.pairs / stats.samples if stats.samples else None
+    metrics = parse_run(out, mean_pairs_per_sample=mean_pairs)
+    metrics.update(
+        settings=asdict(settings),
+        wall_seconds=round(wall, 3),
+        sut={
+            "forwards": stats.forwards,
+            "pairs": stats.pairs,
+            "samples": stats.samples,
+            "model_seconds": round(stats.model_seconds, 3),
+            "mean_batch_pairs": float(np.mean(stats.batch_pairs)) if stats.batch_pairs else 0.0,
+        },
+        precision=predictor.precision,
+        device=str(predictor.device),
+    )
+    if settings.mode == "accuracy":
+        from .accuracy import evaluate_log  # scikit-learn takes 2 s to import: only when needed
+
+        metrics["accuracy"] = evaluate_log(out / "mlperf_log_accuracy.json")
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def check_pair(table_sizes: Sequence[int], counts: np.ndarray, data_dir: str | os.PathLike) -> None:
+    """Every id the data holds must have a row in the model's table (ranks < counts[j])."""
+    for j, (rows, count) in enumerate(zip(table_sizes, counts, strict=True)):
+        if count > rows:
+            raise DlrmNbError(
+                f"the checkpoint does not fit {data_dir}: feature C{j + 1} has {int(count):,} distinct "
+                "values "
+                f"but embedding table {j} only {int(rows):,} rows (was the data prepared with another "
+                "max_ind_range or sub-sampling rate than the model?)"
+            )
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Server QPS search: the highest valid target QPS found and every probe (QPS, p99, valid)."""
+
+    best_qps: float | None
+    probes: list[dict[str, Any]]
+    confirmed: dict[str, Any] | None
+    seconds: float
+
+
+def search_server_qps(
+    probe, low: float, high: float, *, budget_s: float, probe_s: float, tolerance: float = 0.05
+) -> SearchResult:
+    """Bisect the target QPS of Server runs for the highest VALID one, within ``budget_s`` seconds.
+
+    ``probe(qps, final)`` runs one Server test and returns its metrics (``valid``,
+    ``latency_ns``...). Starts at ``high`` (e.g. the Offline rate); stops when the bracket is
+    narrower than ``tolerance`` of its top or the next probe would not fit the budget; then
+    runs one confirming probe at the best QPS when time allows.
+    """
+    if not 0 < low <= high:
+        raise DlrmNbError(f"QPS search bracket [{low}, {high}] must satisfy 0 < low <= high")
+    started = time.perf_counter()
+    probes: list[dict[str, Any]] = []
+    best: float | None = None
+    candidate = high
+    lo, hi = 0.0, high
+    estimate = probe_s  # becomes the longest probe seen: process start-up and draining count too
+    while time.perf_counter() - started + estimate * 1.2 <= budget_s:
+        probe_started = time.perf_counter()
+        metrics = probe(candidate, False)
+        estimate = max(estimate, time.perf_counter() - probe_started)
+        row = {
+            "qps": candidate,
+            "p99_ms": metrics["latency_ns"]["p99"] / 1e6,
+            "valid": bool(metrics["valid"]),
+            "reasons": metrics.get("invalid_reasons", []),
+        }
+        probes.append(row)
+        if row["valid"]:
+            best, lo = candidate, candidate
+        else:
+            hi = candidate
+        if hi - lo <= tolerance * hi:
+            break
+        candidate = (lo + hi) / 2 if lo > 0 else max(low, hi / 2)
+        if lo == 0 and candidate <= low and probes[-1]["qps"] <= low:
+            break
+    confirmed = None
+    if best is not None and time.perf_counter() - started + estimate * 1.2 <= budget_s:
+        confirmed = probe(best, True)
+    return SearchResult(best, probes, confirmed, time.perf_counter() - started)
+
+
+@dataclass
+class Benchmark:
+    """A model and a test split ready for LoadGen: the predictor, the split and its aggregation trace.
+
+    LoadGen 6 treats every ``FromConfig`` after the first in a process as a second conf file and
+    marks the run invalid for submission, so :meth:`run` starts each LoadGen test in a fresh
+    process (spawned; the checkpoint is memory-mapped again there, which is cheap) unless
+    ``isolate=False``. The predictor here serves in-process runs and model-only measurements.
+    """
+
+    predictor: Predictor
+    split: CriteoSplit
+    trace: np.ndarray  # int64 [S, 2]: (start, end) pairs of each aggregated sample
+    source: dict[str, Any]  # how to rebuild the predictor in another process
+
+    def run(
+        self, settings: LoadgenSettings, run_dir: str | os.PathLike, *, isolate: bool = True
+    ) -> dict[str, Any]:
+        """Run one scenario and mode into ``run_dir/<scenario>/<mode>/``; return its metrics."""
+        settings.sample_count(len(self.trace))  # refuse bad counts before anything starts
+        out = Path(run_dir) / settings.scenario / settings.mode
+        if not isolate:
+            return run_loadgen(self.predictor, self.split, self.trace, settings, out)
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(
+            target=_run_in_child,
+            args=(self.source, self.trace, settings, str(out), send),
+            name=f"dlrm-nb-{settings.scenario}",
+        )
+        child.start()
+        send.close()
+        try:
+            outcome = receive.recv()
+        except EOFError:
+            outcome = ("error", f"the LoadGen process died (exit code {child.exitcode})")
+        child.join()
+        if outcome[0] == "error":
+            raise DlrmNbError(outcome[1])
+        return outcome[1]
+
+
+def _run_in_child(
+    source: dict[str, Any], trace: np.ndarray, settings: LoadgenSettings, out: str, send
+) -> None:
+    """Body of the process that runs one LoadGen test (see :class:`Benchmark`)."""
+    try:
+        from .checkpoint import load_model
+        from .dataset import open_split
+
+        torch.set_num_threads(source["threads"])
+        model, _ = load_model(source["checkpoint"])
+        predictor = Predictor(
+            model, precision=source["precision"], device=source["device"], compile=source["compile"]
+        )
+        send.send(
+            ("ok", run_loadgen(predictor, open_split(source["data_dir"], "test"), trace, settings, out))
+        )
+    except BaseException as exc:
+        send.send(("error", str(exc) if isinstance(exc, DlrmNbError) else repr(exc)))
+    finally:
+        send.close()
+
+
+def open_benchmark(
+    checkpoint: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    *,
+    precision: str = "fp32",
+    device: str = "cpu",
+    compile: bool = False,
+    aggregation: str = "quantile",
+    aggregation_size: int = 270,
+    aggregation_range: tuple[int, int] = (100, 700),
+    seed: int = 123,
+    max_pairs_in_split: int | None = None,
+    trace_path: str | os.PathLike | None = None,
+) -> Benchmark:
+    """Load a checkpoint and a prepared folder, check they fit, build the aggregation trace.
+
+    ``max_pairs_in_split`` uses only the first pairs of the split (short runs on big data).
+    With ``trace_path`` the trace is also written there in upstream's format.
+    """
+    from .aggregation import make_trace, write_trace
+    from .checkpoint import load_model
+    from .dataset import open_split, read_counts
+
+    split = open_split(data_dir, "test")
+    model, _ = load_model(checkpoint)
+    check_pair(model.arch.table_sizes, read_counts(data_dir), data_dir)
+    pairs = len(split) if max_pairs_in_split is None else min(len(split), max_pairs_in_split)
+    trace = make_trace(
+        pairs,
+        kind=aggregation,
+        size=aggregation_size,
+        low=aggregation_range[0],
+        high=aggregation_range[1],
+        seed=seed,
+    )
+    if trace_path is not None:
+        write_trace(trace_path, trace)
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)  # one compute thread pool, no Python worker pools on top
+    source = {
+        "checkpoint": str(checkpoint),
+        "data_dir": str(data_dir),
+        "precision": precision,
+        "device": device,
+        "compile": compile,
+        "threads": threads,
+    }
+    return Benchmark(
+        Predictor(model, precision=precision, device=device, compile=compile), split, trace, source
+    )
