@@ -30,8 +30,14 @@ def demo_checkpoint(work: Path, device: str) -> tuple[Path, Path]:
     """Synthetic data and the demo model, made once and kept in ``work``."""
     prepared, checkpoint = work / "prep", work / "demo.pt"
     if not checkpoint.exists():
-        generate(work / "raw", rows_per_day=4000, test_day_rows=200_000, seed=5, cardinality_scale=0.05,
-                 overwrite=True)
+        generate(
+            work / "raw",
+            rows_per_day=4000,
+            test_day_rows=200_000,
+            seed=5,
+            cardinality_scale=0.05,
+            overwrite=True,
+        )
         prepare(work / "raw", prepared, PrepareSettings(max_ind_range=1_000_000, write_train=True))
         train_demo(prepared, checkpoint, TrainSettings(seed=1))
     return checkpoint, prepared
@@ -59,33 +65,57 @@ def bare_sample_latency_ms(bench, pairs: int = 270, repeats: int = 200) -> float
     return statistics.quantiles(times, n=10)[8] * 1000  # p90, as SingleStream reports
 
 
-def run_precision(checkpoint: Path, prepared: Path, work: Path, precision: str, device: str, search_s: float,
-                  max_pairs: int) -> dict:
+def run_precision(
+    checkpoint: Path, prepared: Path, work: Path, precision: str, device: str, search_s: float, max_pairs: int
+) -> dict:
     bench = open_benchmark(checkpoint, prepared, precision=precision, device=device)
     runs = work / "runs" / precision
     row = {"precision": precision}
-    offline = bench.run(LoadgenSettings(scenario="Offline", min_duration_ms=10_000, max_duration_ms=30_000,
-                                        max_pairs=max_pairs), runs)
+    offline = bench.run(
+        LoadgenSettings(
+            scenario="Offline", min_duration_ms=10_000, max_duration_ms=30_000, max_pairs=max_pairs
+        ),
+        runs,
+    )
     bare = bare_forward_rate(bench, int(offline["sut"]["mean_batch_pairs"]))
-    row.update(offline_samples_per_s=offline["samples_per_s"], offline_pairs_per_s=offline["pairs_per_s"],
-               batch_pairs=offline["sut"]["mean_batch_pairs"], bare_pairs_per_s=bare)
+    row.update(
+        offline_samples_per_s=offline["samples_per_s"],
+        offline_pairs_per_s=offline["pairs_per_s"],
+        batch_pairs=offline["sut"]["mean_batch_pairs"],
+        bare_pairs_per_s=bare,
+    )
 
     def probe(qps: float, final: bool) -> dict:
-        settings = LoadgenSettings(scenario="Server", target_qps=qps, latency_ms=30.0, max_pairs=max_pairs,
-                                   min_duration_ms=8000 if final else 5000, max_duration_ms=20_000)
+        settings = LoadgenSettings(
+            scenario="Server",
+            target_qps=qps,
+            latency_ms=30.0,
+            max_pairs=max_pairs,
+            min_duration_ms=8000 if final else 5000,
+            max_duration_ms=20_000,
+        )
         return bench.run(settings, runs / ("server" if final else f"probe_{qps:.1f}"))
 
     search = search_server_qps(probe, low=1.0, high=offline["samples_per_s"], budget_s=search_s, probe_s=6.5)
-    row.update(server_qps=search.best_qps, probes=len(search.probes),
-               server_p99_ms=search.confirmed["latency_ns"]["p99"] / 1e6 if search.confirmed else None)
-    single = bench.run(LoadgenSettings(scenario="SingleStream", min_duration_ms=8000, max_duration_ms=20_000,
-                                       max_pairs=max_pairs), runs)
+    row.update(
+        server_qps=search.best_qps,
+        probes=len(search.probes),
+        server_p99_ms=search.confirmed["latency_ns"]["p99"] / 1e6 if search.confirmed else None,
+    )
+    single = bench.run(
+        LoadgenSettings(
+            scenario="SingleStream", min_duration_ms=8000, max_duration_ms=20_000, max_pairs=max_pairs
+        ),
+        runs,
+    )
     row.update(single_p90_ms=single["latency_ns"]["p90"] / 1e6, bare_sample_ms=bare_sample_latency_ms(bench))
     return row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/dlrm-nb-bench-loadgen"))
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
     parser.add_argument("--device", default="cpu")
@@ -93,17 +123,25 @@ def main() -> None:
     parser.add_argument("--max-pairs", type=int, default=4096, help="pairs per forward in the SUT")
     args = parser.parse_args()
     checkpoint, prepared = demo_checkpoint(args.work, args.device)
-    rows = [run_precision(checkpoint, prepared, args.work, p, args.device, args.search_s, args.max_pairs)
-            for p in args.precisions]
-    print(f"\n{'precision':10s}{'Offline samples/s':>19s}{'pairs/s':>10s}{'bare fwd pairs/s':>18s}{'ratio':>7s}"
-          f"{'Server QPS@30ms':>17s}{'SS p90 ms':>11s}{'bare ms':>9s}{'ratio':>7s}")
+    rows = [
+        run_precision(checkpoint, prepared, args.work, p, args.device, args.search_s, args.max_pairs)
+        for p in args.precisions
+    ]
+    print(
+        f"\n{'precision':10s}{'Offline samples/s':>19s}{'pairs/s':>10s}{'bare fwd pairs/s':>18s}{'ratio':>7s}"
+        f"{'Server QPS@30ms':>17s}{'SS p90 ms':>11s}{'bare ms':>9s}{'ratio':>7s}"
+    )
     for r in rows:
         qps = f"{r['server_qps']:.1f}" if r["server_qps"] else "none"
-        print(f"{r['precision']:10s}{r['offline_samples_per_s']:19,.1f}{r['offline_pairs_per_s']:10,.0f}"
-              f"{r['bare_pairs_per_s']:18,.0f}{r['offline_pairs_per_s'] / r['bare_pairs_per_s']:7.0%}"
-              f"{qps:>17s}{r['single_p90_ms']:11.2f}{r['bare_sample_ms']:9.2f}"
-              f"{r['single_p90_ms'] / r['bare_sample_ms']:7.2f}")
-    print("targets: Offline >= 85% of the bare forward at the same batch; SingleStream p90 <= 1.2x a bare forward")
+        print(
+            f"{r['precision']:10s}{r['offline_samples_per_s']:19,.1f}{r['offline_pairs_per_s']:10,.0f}"
+            f"{r['bare_pairs_per_s']:18,.0f}{r['offline_pairs_per_s'] / r['bare_pairs_per_s']:7.0%}"
+            f"{qps:>17s}{r['single_p90_ms']:11.2f}{r['bare_sample_ms']:9.2f}"
+            f"{r['single_p90_ms'] / r['bare_sample_ms']:7.2f}"
+        )
+    print(
+        "targets: Offline >= 85% of the bare forward at the same batch; SingleStream p90 <= 1.2x a bare forward"
+    )
 
 
 if __name__ == "__main__":
