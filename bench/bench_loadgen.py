@@ -140,7 +140,7 @@ def main() -> None:
             f"{r['single_p90_ms'] / r['bare_sample_ms']:7.2f}"
         )
     print(
-        "targets: Offline >= 85% of the bare forward at the same batch; SingleStream p90 <= 1.2x a bare forward"
+        "targets: Offline >= 85% of a bare forward at the same batch; SingleStream p90 <= 1.2x a bare forward"
     )
 
 
