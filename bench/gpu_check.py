@@ -5,7 +5,8 @@
 1. makes small synthetic Criteo data, prepares it and trains the demo model (tb00_40M) on the CPU;
 2. loads the checkpoint on CUDA in fp32 and bf16, compares predictions with the CPU's and applies
    MLPerf's 99% / 99.9% rule to each precision's AUC against CPU fp32;
-3. prints the model-only throughput table of bench/bench_model.py on CUDA.
+3. prints the model-only throughput table of bench/bench_model.py on CUDA;
+4. runs a short LoadGen Offline and Server test on CUDA (fp32, bf16) and prints their metrics.
 """
 
 from __future__ import annotations
@@ -82,6 +83,40 @@ def main() -> None:
         print(f"{device + ' ' + precision:18s} {auc:8.5f} {difference:16.2e}  {rule}")
     print()
     throughput_table("cuda", args.table_rows, args.seconds, compile_too=True)
+    loadgen_on_cuda(args.work)
+
+
+def loadgen_on_cuda(work: Path) -> None:
+    """A short Offline and Server run of the real LoadGen with the model on CUDA."""
+    from dlrm_nb.harness import LoadgenSettings, open_benchmark
+
+    print("\nLoadGen on CUDA (demo model, fp32 and bf16):")
+    for precision in ("fp32", "bf16"):
+        bench = open_benchmark(work / "demo.pt", work / "prep", precision=precision, device="cuda")
+        offline = bench.run(
+            LoadgenSettings(
+                scenario="Offline", min_duration_ms=3000, max_duration_ms=10_000, max_pairs=65536
+            ),
+            work / "runs" / precision,
+        )
+        qps = max(1.0, 0.5 * offline["samples_per_s"])
+        server = bench.run(
+            LoadgenSettings(
+                scenario="Server",
+                target_qps=qps,
+                latency_ms=30.0,
+                min_duration_ms=5000,
+                max_duration_ms=15_000,
+                max_pairs=65536,
+            ),
+            work / "runs" / precision,
+        )
+        for name, metrics in (("Offline", offline), ("Server", server)):
+            print(
+                f"  {precision} {name:8s} {'VALID' if metrics['valid'] else 'INVALID':8s} "
+                f"{metrics['samples_per_s']:10,.1f} samples/s {metrics['pairs_per_s']:12,.0f} pairs/s "
+                f"p99 {metrics['latency_ns']['p99'] / 1e6:7.2f} ms  {metrics['invalid_reasons'] or ''}"
+            )
 
 
 if __name__ == "__main__":
