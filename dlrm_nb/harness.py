@@ -14,12 +14,13 @@ split (see :mod:`dlrm_nb.aggregation`). Shapes: S samples in a query or batch, P
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
 MODES = {"performance": "PerformanceOnly", "accuracy": "AccuracyOnly"}
 MLPERF_PERFORMANCE_SAMPLES = 204_800
 MODEL_NAME = "dlrm"
+#: LoadGen's early-stopping rule needs about 460 queries, all within the bound, before a p99 can be
+#: VALID; a Server run shorter than that is INVALID whatever its latencies.
+EARLY_STOPPING_QUERIES = 500
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class LoadgenSettings:
     expected_latency_ms: float = 10.0  # SingleStream / MultiStream: LoadGen's expected latency
     min_duration_ms: int = 5_000
     max_duration_ms: int = 60_000
-    min_query_count: int = 1
+    min_query_count: int = 1  # Server: raised to EARLY_STOPPING_QUERIES unless set higher
     max_query_count: int | None = None
     performance_sample_count: int | None = None  # default: MLPerf's 204,800 capped by the data
     max_pairs: int = 8192  # pairs per forward, batching across samples and queries
@@ -102,10 +106,18 @@ class LoadgenSettings:
         if self.scenario in ("SingleStream", "MultiStream"):
             lines.append(f"{scenario}.target_latency = {self.expected_latency_ms:g}")
         if not self.official:
+            queries = (
+                max(self.min_query_count, EARLY_STOPPING_QUERIES)
+                if self.scenario == "Server"
+                else (self.min_query_count)
+            )
+            longest = self.max_duration_ms
+            if self.scenario == "Server":  # leave time for the early-stopping queries at this rate
+                longest = max(longest, math.ceil(1500 * queries / self.target_qps))
             lines += [
                 f"{scenario}.min_duration = {self.min_duration_ms}",
-                f"{scenario}.max_duration = {self.max_duration_ms}",
-                f"{scenario}.min_query_count = {self.min_query_count}",
+                f"{scenario}.max_duration = {longest}",
+                f"{scenario}.min_query_count = {queries}",
             ]
             if self.max_query_count is not None:
                 lines.append(f"{scenario}.max_query_count = {self.max_query_count}")
@@ -151,6 +163,22 @@ class AggregatedQSL:
             raise DlrmNbError("LoadGen asked for samples that were not loaded")
         index = torch.from_numpy(_rows_of(self._first_row[samples], self.sizes[samples]))
         return tuple(self._loaded[k].index_select(0, index) for k in ("dense", "ids", "labels"))
+
+
+def warm_up(predictor: Predictor, split: CriteoSplit, sizes: np.ndarray, max_pairs: int) -> float:
+    """Run a few forwards before LoadGen starts (first calls pay for allocations and, on CUDA,
+    kernel loading) and return the measured aggregated samples/s at ``max_pairs`` pairs per forward."""
+    pairs = int(min(max_pairs, len(split)))
+    batch = split.batch(slice(0, pairs))
+    dense, ids = torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)
+    for _ in range(2):
+        predictor.predict(dense, ids).cpu()
+    started, runs = time.perf_counter(), 0
+    while runs < 3 or time.perf_counter() - started < 0.5:
+        predictor.predict(dense, ids).cpu()
+        runs += 1
+    pairs_per_s = runs * pairs / (time.perf_counter() - started)
+    return pairs_per_s / float(np.mean(sizes))
 
 
 def _rows_of(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -306,6 +334,13 @@ def run_loadgen(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     qsl = AggregatedQSL(split, trace, predictor.device)
+    try:
+        rate = warm_up(predictor, split, qsl.sizes, settings.max_pairs)
+    except Exception as exc:
+        raise DlrmNbError(f"the model failed during the {settings.scenario} run (warm-up): {exc!r}") from exc
+    if settings.scenario == "Offline" and settings.target_qps is None:
+        # LoadGen issues expected_qps x min_duration samples in Offline: too few and the run ends early
+        settings = replace(settings, target_qps=round(1.2 * rate, 2))
     conf = out / "user.conf"
     conf.write_text(settings.user_conf(len(qsl)))
     test = lg.TestSettings()
@@ -386,7 +421,8 @@ def search_server_qps(
     ``probe(qps, final)`` runs one Server test and returns its metrics (``valid``,
     ``latency_ns``...). Starts at ``high`` (e.g. the Offline rate); stops when the bracket is
     narrower than ``tolerance`` of its top or the next probe would not fit the budget; then
-    runs one confirming probe at the best QPS when time allows.
+    runs one confirming probe at the best QPS when time allows. A probe lasts at least
+    ``probe_s`` and long enough for :data:`EARLY_STOPPING_QUERIES` queries at its QPS.
     """
     if not 0 < low <= high:
         raise DlrmNbError(f"QPS search bracket [{low}, {high}] must satisfy 0 < low <= high")
@@ -395,11 +431,11 @@ def search_server_qps(
     best: float | None = None
     candidate = high
     lo, hi = 0.0, high
-    estimate = probe_s  # becomes the longest probe seen: process start-up and draining count too
-    while time.perf_counter() - started + estimate * 1.2 <= budget_s:
+    overhead = 0.0  # process start-up and draining, learnt from the probes
+    while time.perf_counter() - started + 1.2 * (_probe_seconds(candidate, probe_s) + overhead) <= budget_s:
         probe_started = time.perf_counter()
         metrics = probe(candidate, False)
-        estimate = max(estimate, time.perf_counter() - probe_started)
+        overhead = max(overhead, time.perf_counter() - probe_started - _probe_seconds(candidate, probe_s))
         row = {
             "qps": candidate,
             "p99_ms": metrics["latency_ns"]["p99"] / 1e6,
@@ -417,9 +453,16 @@ def search_server_qps(
         if lo == 0 and candidate <= low and probes[-1]["qps"] <= low:
             break
     confirmed = None
-    if best is not None and time.perf_counter() - started + estimate * 1.2 <= budget_s:
+    if (
+        best is not None
+        and time.perf_counter() - started + 1.2 * (_probe_seconds(best, probe_s) + overhead) <= budget_s
+    ):
         confirmed = probe(best, True)
     return SearchResult(best, probes, confirmed, time.perf_counter() - started)
+
+
+def _probe_seconds(qps: float, probe_s: float) -> float:
+    return max(probe_s, EARLY_STOPPING_QUERIES / qps)
 
 
 @dataclass
