@@ -473,6 +473,8 @@ class Benchmark:
     marks the run invalid for submission, so :meth:`run` starts each LoadGen test in a fresh
     process (spawned; the checkpoint is memory-mapped again there, which is cheap) unless
     ``isolate=False``. The predictor here serves in-process runs and model-only measurements.
+    As with any ``multiprocessing`` spawn, a Python *script* calling :meth:`run` needs the usual
+    ``if __name__ == "__main__":`` guard (notebooks and the ``dlrm-nb`` command need nothing).
     """
 
     predictor: Predictor
