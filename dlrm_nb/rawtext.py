@@ -32,7 +32,8 @@ R = TypeVar("R")
 BLOCK_BYTES = 16 << 20  # text per parsed block
 _ARROW_BLOCK_BYTES = 4 << 20  # pyarrow parses a block in pieces of this size, in parallel
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-_HEX_ALLOWED = "a hex id of 1 to 16 digits, or empty"
+MAX_HEX_DIGITS = 15  # ids stay below 2^60: non-negative as int64 (real ids have 8 digits)
+_HEX_ALLOWED = f"a hex id of 1 to {MAX_HEX_DIGITS} digits, or empty"
 _INT_ALLOWED = f"an integer in [{_INT32_MIN}, {_INT32_MAX}], or empty"
 _LABEL_ALLOWED = "0 or 1"
 
@@ -317,7 +318,7 @@ def decode_hex(chunk: pa.Array, path: str, first_line: int, field: str) -> np.nd
     """Decode a binary column of hex ids into uint64 [N]; empty fields become 0.
 
     The common case (every non-empty id has 8 digits) runs as eight uint64 word
-    operations; other lengths (1..16 digits) take a slower vectorized path.
+    operations; other lengths (1 to MAX_HEX_DIGITS digits) take a slower vectorized path.
     """
     n = len(chunk)
     buffers = chunk.buffers()
@@ -343,7 +344,7 @@ def _decode_hex_any(
     text: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, path: str, first_line: int, field: str
 ) -> np.ndarray:
     n = len(lengths)
-    too_long = np.flatnonzero(lengths > 16)
+    too_long = np.flatnonzero(lengths > MAX_HEX_DIGITS)
     if too_long.size:
         _raise_hex(path, first_line, field, text, offsets, int(too_long[0]))
     digits = _HEX_DIGIT[text]
@@ -398,7 +399,7 @@ def check_line(path: str, line_no: int, raw: bytes) -> MalformedLineError | None
         if field and not _is_int32(field):
             return MalformedLineError(path, line_no, name, field.decode(errors="replace"), _INT_ALLOWED)
     for name, field in zip(CAT_NAMES, fields[1 + N_DENSE :], strict=True):
-        if field and (len(field) > 16 or any(_HEX_DIGIT[c] == 255 for c in field)):
+        if field and (len(field) > MAX_HEX_DIGITS or any(_HEX_DIGIT[c] == 255 for c in field)):
             return MalformedLineError(path, line_no, name, field.decode(errors="replace"), _HEX_ALLOWED)
     return None
 

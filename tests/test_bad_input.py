@@ -42,6 +42,7 @@ BAD_LINES = {
     "dense beyond int32": (GOOD.replace("\t7\t", "\t2147483648\t", 1), "I4", "2147483648"),
     "label not 0/1": ("2" + GOOD[1:], "label", "2"),
     "empty line": ("\n", "(line)", "1 fields"),
+    "hex id of 16 digits": (GOOD.replace("8a4d2f1c", "ffffffffffffffff", 1), "C1", "ffffffffffffffff"),
 }
 
 

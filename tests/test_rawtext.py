@@ -55,3 +55,12 @@ def test_line_ranges_and_offsets(golden: Path) -> None:
     assert sum(n for _, n, _ in blocks) == 150
     assert b"".join(block for _, _, block in blocks) == b"".join(lines[150:300])
     assert blocks[0][0] == 151
+
+
+def test_ids_of_other_lengths_take_the_general_path(tmp_path: Path) -> None:
+    line = "1\t5\t\t\t7\t0\t1\t2\t3\t4\t5\t6\t7\t8\t" + "\t".join(["8a4d2f1c"] * 26) + "\n"
+    odd = line.replace("8a4d2f1c", "1F", 1).replace("8a4d2f1c", "18a4d2f1c", 1)
+    path = tmp_path / "day"
+    path.write_text(line + odd)
+    cats = parse_all(path)[2]
+    assert cats[0].tolist() == [0x8A4D2F1C, 0x1F] and cats[1].tolist() == [0x8A4D2F1C, 0x18A4D2F1C]
