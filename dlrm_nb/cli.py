@@ -171,17 +171,24 @@ def _qps_search(args: argparse.Namespace) -> None:
     result = search_server_qps(
         probe, low=max(high / 64, 0.5), high=high, budget_s=args.budget_s, probe_s=args.probe_ms / 1000 * 1.3
     )
+    confirmed = None if result.confirmed is None else bool(result.confirmed["valid"])
     record = {
         "best_qps": result.best_qps,
+        "confirmed_valid": confirmed,
         "probes": result.probes,
         "seconds": result.seconds,
         "offline_samples_per_s": offline["samples_per_s"],
         "latency_ms": args.latency_ms,
     }
     write_json(Path(args.run_dir) / "qps_search.json", record)
+    verdict = {
+        None: "not confirmed (no time left)",
+        True: "confirmed VALID",
+        False: "confirmation run INVALID",
+    }
     print(
         f"highest valid Server QPS at {args.latency_ms:g} ms: {result.best_qps} "
-        f"({len(result.probes)} probes, {result.seconds:.0f} s)"
+        f"({len(result.probes)} probes, {result.seconds:.0f} s; {verdict[confirmed]})"
     )
 
 
