@@ -144,7 +144,7 @@ class AggregatedQSL:
         rows = _rows_of(self.trace[samples, 0], self.sizes[samples])
         batch = self.split.batch(rows)
         self._first_row[:] = -1
-        self._first_row[samples] = np.concatenate([[0], np.cumsum(self.sizes[samples])[:-1]])
+        self._first_row[samples] = _run_starts(self.sizes[samples])
         pin = self.device.type == "cuda"
         tensors = {
             "dense": torch.from_numpy(batch.dense),
@@ -181,10 +181,15 @@ def warm_up(predictor: Predictor, split: CriteoSplit, sizes: np.ndarray, max_pai
     return pairs_per_s / float(np.mean(sizes))
 
 
+def _run_starts(sizes: np.ndarray) -> np.ndarray:
+    """Where each of back-to-back runs of ``sizes`` int [S] starts: int64 [S]."""
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
 def _rows_of(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Row indices int64 [sum(sizes)] of consecutive runs ``starts[i] .. starts[i] + sizes[i] - 1``."""
     total = int(sizes.sum())
-    run_starts = np.repeat(starts - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
+    run_starts = np.repeat(starts - _run_starts(sizes), sizes)
     return run_starts + np.arange(total, dtype=np.int64)
 
 
@@ -282,7 +287,7 @@ class DlrmSUT:
         self.stats.model_seconds += time.perf_counter() - started
         response = torch.stack([predictions, labels.to(predictions.dtype)], dim=1).numpy()  # [P, 2] float32
         sizes = self.qsl.sizes[samples]
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]) * 8  # bytes: 2 float32 per pair
+        offsets = _run_starts(sizes) * 8  # bytes: 2 float32 per pair
         base = response.ctypes.data
         responses = [
             self.lg.QuerySampleResponse(int(i), base + int(o), int(n) * 8)

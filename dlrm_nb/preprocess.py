@@ -50,7 +50,7 @@ from .exceptions import DlrmNbError, InputFileError
 from .fileio import atomic_output, remove_stale_temps, save_npz, save_npz_from_npy_files, write_json
 from .manifest import WORK_DIR_NAME, input_record, open_output_folder, save_manifest
 from .ranks import FirstSeenRanks
-from .rawtext import ParsedBlock, count_lines, iter_parsed_blocks, ordered_map, parse_block, read_line_blocks
+from .rawtext import ParsedBlock, block_parsers, call, count_lines, ordered_map
 from .shuffle import plan_shuffle
 
 ENGINES = ("local", "dask")
@@ -193,9 +193,11 @@ def process_day(
     known = [table.count for table in ranks]
     lines = kept = malformed = 0
     records_file = _records_path(work, source.day)
+    if blocks is None:
+        blocks = ordered_map(call, _day_parsers(source, settings), workers=1)
     bar = tqdm(desc=f"day {source.day}", unit=" lines", unit_scale=True, leave=False, disable=not progress)
     with atomic_output(records_file) as tmp_records, open(tmp_records, "wb") as out:
-        for block in blocks if blocks is not None else _day_blocks(source, settings, workers=1):
+        for block in blocks:
             keep = _sub_sample(block.labels, block.n_lines, block.kept_mask, rng, settings.sub_sample_rate)
             rows = _hashed_rows(block, keep, settings.max_ind_range, ranks, emit_records)
             if emit_records:
@@ -239,31 +241,14 @@ def _day_tables(max_ind_range: int) -> list[FirstSeenRanks]:
     return tables
 
 
-def _parse_jobs(source: DaySource, settings: PrepareSettings) -> Iterator[tuple[Callable, tuple]]:
-    """The day's blocks as (parse, block) jobs, so that blocks of the next day can be parsed
-    while this day is still being ranked."""
-    path = source.path
-
-    def parse(item: tuple[int, int, bytearray]) -> ParsedBlock:
-        first, n_lines, block = item
-        return parse_block(
-            path, first, block, n_lines=n_lines, skip_malformed=settings.skip_malformed, use_threads=False
-        )
-
-    blocks = read_line_blocks(
-        path, byte_offset=source.byte_offset, first_line=source.first_line, max_lines=source.max_lines
-    )
-    return ((parse, item) for item in blocks)
-
-
-def _day_blocks(source: DaySource, settings: PrepareSettings, workers: int = 0) -> Iterator[ParsedBlock]:
-    return iter_parsed_blocks(
+def _day_parsers(source: DaySource, settings: PrepareSettings) -> Iterator[Callable[[], ParsedBlock]]:
+    """The day's blocks, each as a call that parses it."""
+    return block_parsers(
         source.path,
         byte_offset=source.byte_offset,
         first_line=source.first_line,
         max_lines=source.max_lines,
         skip_malformed=settings.skip_malformed,
-        workers=workers,
     )
 
 
@@ -375,9 +360,9 @@ def _run_local(
     todo = [source for source in sources if source.day not in done]
     # one reader thread runs ahead across day boundaries; None ends a day
     ahead = ordered_map(
-        lambda job: job if job is None else job[0](job[1]),
+        call,
         itertools.chain.from_iterable(
-            itertools.chain(_parse_jobs(source, settings), [None]) for source in todo
+            itertools.chain(_day_parsers(source, settings), [None]) for source in todo
         ),
         workers=PARSE_THREADS,
     )

@@ -8,6 +8,7 @@ does a slow diagnosis walk its lines, to name the file, line and field.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import itertools
@@ -17,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -412,7 +413,7 @@ def _is_int32(field: bytes) -> bool:
 # ----------------------------------------------------------------------------- streaming
 
 
-def iter_parsed_blocks(
+def block_parsers(
     path: str | os.PathLike,
     *,
     byte_offset: int = 0,
@@ -420,28 +421,34 @@ def iter_parsed_blocks(
     max_lines: int | None = None,
     skip_malformed: bool = False,
     block_bytes: int = BLOCK_BYTES,
-    workers: int = 0,
-) -> Iterator[ParsedBlock]:
-    """Parse a raw file block by block, in order.
+) -> Iterator[Callable[[], ParsedBlock]]:
+    """The file's blocks, read in order, each as a call that parses it (to run in any thread)."""
+    path = os.fspath(path)
+    blocks = read_line_blocks(
+        path, byte_offset=byte_offset, first_line=first_line, max_lines=max_lines, block_bytes=block_bytes
+    )
+    for first, n_lines, block in blocks:
+        yield functools.partial(
+            parse_block, path, first, block, n_lines=n_lines, skip_malformed=skip_malformed, use_threads=False
+        )
+
+
+def iter_parsed_blocks(path: str | os.PathLike, *, workers: int = 0, **where: Any) -> Iterator[ParsedBlock]:
+    """Parse a raw file block by block, in order (``where``: the arguments of :func:`block_parsers`).
 
     With ``workers`` > 0, blocks are parsed by that many background threads, a few blocks
     ahead, while the caller works on the current one (pyarrow and numpy release the GIL);
     otherwise lazily in the caller's thread.
     """
-    path = os.fspath(path)
-    blocks = read_line_blocks(
-        path, byte_offset=byte_offset, first_line=first_line, max_lines=max_lines, block_bytes=block_bytes
-    )
-
-    def parse(item: tuple[int, int, bytearray]) -> ParsedBlock:
-        first, n_lines, block = item
-        return parse_block(
-            path, first, block, n_lines=n_lines, skip_malformed=skip_malformed, use_threads=False
-        )
-
+    parsers = block_parsers(path, **where)
     if workers <= 0:
-        return map(parse, blocks)
-    return ordered_map(parse, blocks, workers=workers)
+        return (parse() for parse in parsers)
+    return ordered_map(call, parsers, workers=workers)
+
+
+def call(function: Callable[[], R] | None) -> R | None:
+    """``function()``, passing None through (an end marker in a stream of parse calls)."""
+    return None if function is None else function()
 
 
 def ordered_map(function: Callable[[T], R], items: Iterable[T], *, workers: int = 2) -> Iterator[R]:
