@@ -20,31 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dlrm_nb.criteo import N_CAT, N_DENSE
-from dlrm_nb.inference import Predictor
+from dlrm_nb.inference import Predictor, forward_rates, synchronize, timed_rate
 from dlrm_nb.model import DLRM, PUBLISHED_TABLE_SIZES, preset
 
 BATCHES = (1, 64, 512, 4096, 16384)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_rate(step, work: float, device: torch.device, seconds: float) -> float:
-    """``work`` units per second of ``step()``, after a warm-up, over about ``seconds``."""
-    step()
-    synchronize(device)
-    runs, started = 0, time.perf_counter()
-    while True:
-        step()
-        runs += 1
-        if runs % 4 == 0 or device.type == "cpu":
-            synchronize(device)
-            elapsed = time.perf_counter() - started
-            if elapsed >= seconds:
-                return runs * work / elapsed
 
 
 def peak_matmul(dtype: torch.dtype, device: torch.device, seconds: float) -> float:
@@ -72,23 +51,6 @@ def bench_model(table_rows: int, seed: int = 0) -> DLRM:
         for table in model.emb_l:
             table.weight.uniform_(-0.01, 0.01)
     return model.eval()
-
-
-def forward_rates(
-    predictor: Predictor, device: torch.device, seconds: float, batches=BATCHES
-) -> dict[int, float]:
-    """Pairs/s of the forward at each batch size (inputs made once, on the device)."""
-    rates = {}
-    sizes = predictor.arch.table_sizes
-    generator = torch.Generator().manual_seed(1)
-    for batch in batches:
-        dense = torch.rand(batch, N_DENSE, generator=generator).mul(5).to(device)
-        ids = torch.stack([torch.randint(0, n, (batch,), generator=generator) for n in sizes], dim=1).to(
-            device
-        )
-        assert ids.shape == (batch, N_CAT)
-        rates[batch] = timed_rate(lambda d=dense, i=ids: predictor.predict(d, i), batch, device, seconds)
-    return rates
 
 
 def run(device_name: str, table_rows: int, seconds: float, compile_too: bool) -> None:
@@ -119,7 +81,7 @@ def run(device_name: str, table_rows: int, seconds: float, compile_too: bool) ->
             predictor = Predictor(
                 bench_model(table_rows), precision=precision, device=device_name, compile=compiled
             )
-            rates = forward_rates(predictor, device, seconds)
+            rates = forward_rates(predictor, BATCHES, seconds)
         except Exception as exc:  # torch.compile needs a working compiler toolchain
             print(f"{name:28s}not available here: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
             continue

@@ -130,65 +130,29 @@ def _settings(args: argparse.Namespace, **overrides):
 
 
 def _loadgen(args: argparse.Namespace) -> None:
+    from .harness import metrics_line
+
     settings = _settings(args)  # validated before anything is loaded
     metrics = _benchmark(args).run(settings, args.run_dir)
-    latency = metrics.get("latency_ns", {})
-    print(
-        f"{settings.scenario} {settings.mode}: {'VALID' if metrics.get('valid') else 'INVALID'}, "
-        f"{metrics.get('samples_per_s', 0):,.1f} samples/s, {metrics.get('pairs_per_s', 0):,.0f} pairs/s, "
-        f"p99 {latency.get('p99', float('nan')) / 1e6:.2f} ms -> {Path(args.run_dir) / settings.scenario}"
-    )
-    if "accuracy" in metrics:
-        print(metrics["accuracy"]["line"])
+    print(f"{metrics_line(metrics)} -> {Path(args.run_dir) / settings.scenario / settings.mode}")
 
 
 def _qps_search(args: argparse.Namespace) -> None:
-    from .fileio import write_json
-    from .harness import search_server_qps
+    from .harness import run_qps_search
 
-    _settings(args, scenario="Server", target_qps=1.0)
-    benchmark = _benchmark(args)
-    offline = benchmark.run(
-        _settings(
-            args,
-            scenario="Offline",
-            target_qps=None,
-            min_duration_ms=args.probe_ms,
-            max_duration_ms=4 * args.probe_ms,
-        ),
-        Path(args.run_dir) / "search",
+    base = _settings(args, scenario="Server", target_qps=1.0)  # validated before anything is loaded
+    record = run_qps_search(
+        _benchmark(args), base, args.run_dir, budget_s=args.budget_s, probe_ms=args.probe_ms
     )
-
-    def probe(qps: float, final: bool):
-        duration = args.probe_ms * (2 if final else 1)
-        settings = _settings(
-            args, scenario="Server", target_qps=qps, min_duration_ms=duration, max_duration_ms=4 * duration
-        )
-        folder = Path(args.run_dir) if final else Path(args.run_dir) / "search" / f"qps_{qps:.2f}"
-        return benchmark.run(settings, folder)
-
-    high = max(offline["samples_per_s"], 1.0)
-    result = search_server_qps(
-        probe, low=max(high / 64, 0.5), high=high, budget_s=args.budget_s, probe_s=args.probe_ms / 1000 * 1.3
-    )
-    confirmed = None if result.confirmed is None else bool(result.confirmed["valid"])
-    record = {
-        "best_qps": result.best_qps,
-        "confirmed_valid": confirmed,
-        "probes": result.probes,
-        "seconds": result.seconds,
-        "offline_samples_per_s": offline["samples_per_s"],
-        "latency_ms": args.latency_ms,
-    }
-    write_json(Path(args.run_dir) / "qps_search.json", record)
     verdict = {
         None: "not confirmed (no time left)",
         True: "confirmed VALID",
         False: "confirmation run INVALID",
     }
     print(
-        f"highest valid Server QPS at {args.latency_ms:g} ms: {result.best_qps} "
-        f"({len(result.probes)} probes, {result.seconds:.0f} s; {verdict[confirmed]})"
+        f"highest valid Server QPS at {args.latency_ms:g} ms: {record['best_qps']} "
+        f"({len(record['probes'])} probes, {record['seconds']:.0f} s; {verdict[record['confirmed_valid']]}) "
+        f"-> {Path(args.run_dir) / 'qps_search.json'}"
     )
 
 
@@ -197,6 +161,40 @@ def _accuracy(args: argparse.Namespace) -> None:
 
     result = evaluate_log(args.log, trace=args.aggregation_trace_file, day23_labels=args.day_23_file)
     print(result["line"])
+
+
+def _run(args: argparse.Namespace) -> None:
+    from .pipeline import run_pipeline
+
+    outcome = run_pipeline(
+        args.params,
+        [tuple(pair) for pair in args.param],
+        run_id=args.run_id,
+        results=args.results,
+        progress=args.progress,
+    )
+    print(f"\ndone in {outcome.seconds:.0f} s: {outcome.run_dir}")
+    if outcome.report:
+        print(f"report: {outcome.report}")
+        print(f"all runs: {outcome.index}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .pipeline import render_reports
+
+    for page in render_reports(args.runs, results=args.results):
+        print(f"wrote {page}")
+
+
+def _params(args: argparse.Namespace) -> None:
+    from .params import parameter_reference, with_reference
+
+    if args.write is None:
+        print(parameter_reference(), end="")
+        return
+    readme = Path(args.write)
+    readme.write_text(with_reference(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"updated the parameter reference in {readme}")
 
 
 def _add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
@@ -340,6 +338,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--aggregation-trace-file", default=None, help="trace of the run, with --day-23-file"
     )
     accuracy.set_defaults(run=_accuracy)
+
+    run = commands.add_parser(
+        "run", help="the whole workbook: every notebook through papermill into a new results/<run-id>/"
+    )
+    run.add_argument("params", metavar="PARAMS.yaml", help="parameter set, e.g. params/demo.yaml")
+    run.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="override one parameter: section.name or name, VALUE read as YAML (repeatable)",
+    )
+    run.add_argument("--run-id", default=None, help="name of the run folder (default <params>-<time>)")
+    run.add_argument("--results", default=None, help="results folder (default: the project's results/)")
+    run.add_argument(
+        "--progress", choices=("text", "off"), default="text", help="progress bars in the notebooks"
+    )
+    run.set_defaults(run=_run)
+
+    report = commands.add_parser("report", help="(re)render report.html of runs and results/index.html")
+    report.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run folders (none: only the index)")
+    report.add_argument("--results", default=None, help="results folder (default: the project's results/)")
+    report.set_defaults(run=_report)
+
+    params = commands.add_parser(
+        "params", help="the notebooks' parameters as Markdown (the README's reference)"
+    )
+    params.add_argument(
+        "--write", metavar="README.md", default=None, help="replace the reference block in it"
+    )
+    params.set_defaults(run=_params)
     return parser
 
 

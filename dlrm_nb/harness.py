@@ -29,8 +29,9 @@ import torch
 
 from .dataset import CriteoSplit
 from .exceptions import DlrmNbError
-from .fileio import write_json
+from .fileio import atomic_output, write_json
 from .inference import Predictor
+from .progress import Progress, progress_bar
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
 MODES = {"performance": "PerformanceOnly", "accuracy": "AccuracyOnly"}
@@ -39,6 +40,16 @@ MODEL_NAME = "dlrm"
 #: LoadGen's early-stopping rule needs about 460 queries, all within the bound, before a p99 can be
 #: VALID; a Server run shorter than that is INVALID whatever its latencies.
 EARLY_STOPPING_QUERIES = 500
+#: The fewest queries with which early stopping can report each scenario's percentile (p90 for
+#: SingleStream, p99 otherwise); short runs are stretched to them, within max_duration_ms
+#: (Server runs are given the time they need).
+EARLY_STOPPING_MIN_QUERIES = {
+    "SingleStream": 64,
+    "MultiStream": EARLY_STOPPING_QUERIES,
+    "Server": EARLY_STOPPING_QUERIES,
+}
+#: Per-sample latencies (int64 ns, the SUT's view: issue -> complete) beside LoadGen's logs.
+SUT_LATENCIES_NAME = "sut_latencies_ns.npy"
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,7 @@ class LoadgenSettings:
     expected_latency_ms: float = 10.0  # SingleStream / MultiStream: LoadGen's expected latency
     min_duration_ms: int = 5_000
     max_duration_ms: int = 60_000
-    min_query_count: int = 1  # Server: raised to EARLY_STOPPING_QUERIES unless set higher
+    min_query_count: int = 1  # raised to EARLY_STOPPING_MIN_QUERIES of the scenario
     max_query_count: int | None = None
     performance_sample_count: int | None = None  # default: MLPerf's 204,800 capped by the data
     max_pairs: int = 8192  # pairs per forward, batching across samples and queries
@@ -106,11 +117,7 @@ class LoadgenSettings:
         if self.scenario in ("SingleStream", "MultiStream"):
             lines.append(f"{scenario}.target_latency = {self.expected_latency_ms:g}")
         if not self.official:
-            queries = (
-                max(self.min_query_count, EARLY_STOPPING_QUERIES)
-                if self.scenario == "Server"
-                else (self.min_query_count)
-            )
+            queries = max(self.min_query_count, EARLY_STOPPING_MIN_QUERIES.get(self.scenario, 1))
             longest = self.max_duration_ms
             if self.scenario == "Server":  # leave time for the early-stopping queries at this rate
                 longest = max(longest, math.ceil(1500 * queries / self.target_qps))
@@ -197,6 +204,7 @@ def _rows_of(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 class _Work:
     ids: np.ndarray  # LoadGen response ids, uint64 [S]
     samples: np.ndarray  # QSL indices, int64 [S]
+    issued_ns: np.ndarray  # perf_counter_ns when LoadGen handed each sample to the SUT, int64 [S]
 
 
 @dataclass
@@ -208,6 +216,11 @@ class SutStats:
     samples: int = 0
     model_seconds: float = 0.0
     batch_pairs: list[int] = field(default_factory=list)
+    latencies_ns: list[np.ndarray] = field(default_factory=list)  # per sample: issue -> complete
+
+    def sample_latencies_ns(self) -> np.ndarray:
+        """int64 [S]: for every completed sample, ns from the SUT receiving it to its completion."""
+        return np.concatenate(self.latencies_ns) if self.latencies_ns else np.zeros(0, np.int64)
 
 
 class DlrmSUT:
@@ -235,9 +248,10 @@ class DlrmSUT:
     # -- LoadGen callbacks
 
     def _issue(self, query_samples) -> None:
+        now = time.perf_counter_ns()
         ids = np.fromiter((q.id for q in query_samples), dtype=np.uint64, count=len(query_samples))
         samples = np.fromiter((q.index for q in query_samples), dtype=np.int64, count=len(query_samples))
-        work = _Work(ids, samples)
+        work = _Work(ids, samples, np.full(len(ids), now, dtype=np.int64))
         if self._worker is None:
             self._run(work)  # SingleStream / MultiStream: no hand-off
         else:
@@ -266,21 +280,26 @@ class DlrmSUT:
                 waiting.append(more)
                 pairs += int(self.qsl.sizes[more.samples].sum())
             self._run(
-                _Work(np.concatenate([w.ids for w in waiting]), np.concatenate([w.samples for w in waiting]))
+                _Work(
+                    np.concatenate([w.ids for w in waiting]),
+                    np.concatenate([w.samples for w in waiting]),
+                    np.concatenate([w.issued_ns for w in waiting]),
+                )
             )
 
     def _run(self, work: _Work) -> None:
-        for ids, samples in _batches(work, self.qsl.sizes, self.max_pairs):
+        for batch in _batches(work, self.qsl.sizes, self.max_pairs):
+            ids, samples = batch.ids, batch.samples
             if self.error is not None:
                 self._complete_empty(ids)
                 continue
             try:
-                self._predict_and_complete(ids, samples)
+                self._predict_and_complete(ids, samples, batch.issued_ns)
             except BaseException as exc:  # the run must fail, loudly, but LoadGen must be able to finish
                 self.error = exc
                 self._complete_empty(ids)
 
-    def _predict_and_complete(self, ids: np.ndarray, samples: np.ndarray) -> None:
+    def _predict_and_complete(self, ids: np.ndarray, samples: np.ndarray, issued_ns: np.ndarray) -> None:
         started = time.perf_counter()
         dense, cats, labels = self.qsl.gather(samples)
         predictions = self.predictor.predict(dense, cats).cpu()
@@ -294,6 +313,7 @@ class DlrmSUT:
             for i, o, n in zip(ids, offsets, sizes, strict=True)
         ]
         self.lg.QuerySamplesComplete(responses)  # copies the data: `response` may go after this
+        self.stats.latencies_ns.append(time.perf_counter_ns() - issued_ns)
         self.stats.forwards += 1
         self.stats.pairs += int(sizes.sum())
         self.stats.samples += len(samples)
@@ -316,7 +336,7 @@ def _batches(work: _Work, sizes: np.ndarray, max_pairs: int):
     while start < len(work.samples):
         limit = (pairs[start - 1] if start else 0) + max_pairs
         end = max(start + 1, int(np.searchsorted(pairs, limit, side="right")))
-        yield work.ids[start:end], work.samples[start:end]
+        yield _Work(work.ids[start:end], work.samples[start:end], work.issued_ns[start:end])
         start = end
 
 
@@ -375,6 +395,8 @@ def run_loadgen(
     stats = sut.stats
     mean_pairs = stats.pairs / stats.samples if stats.samples else None
     metrics = parse_run(out, mean_pairs_per_sample=mean_pairs)
+    with atomic_output(out / SUT_LATENCIES_NAME) as tmp, open(tmp, "wb") as f:
+        np.save(f, stats.sample_latencies_ns())
     metrics.update(
         settings=asdict(settings),
         wall_seconds=round(wall, 3),
@@ -464,6 +486,90 @@ def search_server_qps(
     ):
         confirmed = probe(best, True)
     return SearchResult(best, probes, confirmed, time.perf_counter() - started)
+
+
+def metrics_line(metrics: dict[str, Any]) -> str:
+    """One line for people: scenario, mode, validity, samples/s, pairs/s, p99 (ms)."""
+    settings = metrics.get("settings") or {}
+    latency = (metrics.get("latency_ns") or {}).get("p99")
+    result = metrics.get("result") or "done"
+    scenario = settings.get("scenario", metrics.get("scenario"))
+    parts = [
+        f"{scenario} {settings.get('mode', metrics.get('mode'))}: {result}",
+        f"{metrics.get('samples_per_s') or 0:,.1f} samples/s",
+        f"{metrics.get('pairs_per_s') or 0:,.0f} pairs/s",
+    ]
+    if latency is not None:
+        parts.append(f"p99 {latency / 1e6:.2f} ms")
+    if settings.get("scenario") == "Server":
+        parts.append(f"at {settings.get('target_qps'):g} QPS (bound {settings.get('latency_ms'):g} ms)")
+    if "accuracy" in metrics:
+        parts.append(metrics["accuracy"]["line"])
+    return ", ".join(parts)
+
+
+def run_qps_search(
+    benchmark: Benchmark,
+    base: LoadgenSettings,
+    out_dir: str | os.PathLike,
+    *,
+    budget_s: float,
+    probe_ms: int,
+    offline_samples_per_s: float | None = None,
+    progress: Progress = True,
+) -> dict[str, Any]:
+    """Search the highest VALID Server QPS under ``base.latency_ms`` and record it.
+
+    Starts from ``offline_samples_per_s`` (measured here with a short Offline run when not
+    given); probes go to ``out_dir/probe_<qps>/`` and the confirming run to ``out_dir/confirm/``.
+    Writes and returns ``out_dir/qps_search.json``: best QPS, whether its confirming run was
+    valid, every probe (QPS, p99, valid) and the bound.
+    """
+    out = Path(out_dir)
+    if offline_samples_per_s is None:
+        offline = replace(
+            base,
+            scenario="Offline",
+            mode="performance",
+            target_qps=None,
+            min_duration_ms=probe_ms,
+            max_duration_ms=4 * probe_ms,
+        )
+        offline_samples_per_s = benchmark.run(offline, out / "offline")["samples_per_s"]
+
+    def probe(qps: float, final: bool) -> dict[str, Any]:
+        duration = probe_ms * (2 if final else 1)
+        settings = replace(
+            base,
+            scenario="Server",
+            mode="performance",
+            target_qps=qps,
+            min_duration_ms=duration,
+            max_duration_ms=4 * duration,
+        )
+        metrics = benchmark.run(settings, out / ("confirm" if final else f"probe_{qps:.2f}"))
+        bar.write(("confirm " if final else "probe ") + metrics_line(metrics))
+        bar.update(round(time.perf_counter() - started) - bar.n)
+        return metrics
+
+    high = max(float(offline_samples_per_s or 0.0), 1.0)
+    started = time.perf_counter()
+    with progress_bar(progress, total=round(budget_s), desc="Server QPS search", unit="s") as bar:
+        result = search_server_qps(
+            probe, low=max(high / 64, 0.5), high=high, budget_s=budget_s, probe_s=probe_ms / 1000 * 1.3
+        )
+    record = {
+        "best_qps": result.best_qps,
+        "confirmed_valid": None if result.confirmed is None else bool(result.confirmed["valid"]),
+        "confirmed_p99_ms": None if result.confirmed is None else result.confirmed["latency_ns"]["p99"] / 1e6,
+        "probes": result.probes,
+        "seconds": result.seconds,
+        "budget_s": budget_s,
+        "offline_samples_per_s": offline_samples_per_s,
+        "latency_ms": base.latency_ms,
+    }
+    write_json(out / "qps_search.json", record)
+    return record
 
 
 def _probe_seconds(qps: float, probe_s: float) -> float:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .criteo import ACCURACY_TARGETS
+from .criteo import ACCURACY_TARGETS, N_DENSE
 from .dataset import Batch, CriteoSplit
 from .exceptions import DlrmNbError
 from .model import DLRM
+from .progress import Progress, progress_bar
 
 PRECISIONS = ("fp32", "bf16", "int8")
 DEVICES = ("cpu", "cuda")
@@ -105,19 +106,19 @@ def predict_split(
     *,
     count: int | None = None,
     batch_size: int = 16384,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> np.ndarray:
     """Predictions float32 [count] of the first ``count`` rows of ``split`` (default all), in file order."""
     total = len(split) if count is None else count
     if not 0 < total <= len(split):
         raise DlrmNbError(f"count {count} is outside 1..{len(split)} (rows of {split.source})")
     out = np.empty(total, dtype=np.float32)
-    with tqdm(
+    with progress_bar(
+        progress,
         total=total,
         desc=f"predict {predictor.precision}",
         unit=" pairs",
         unit_scale=True,
-        disable=not progress,
     ) as bar:
         for start, end in _ranges(total, batch_size):
             out[start:end] = predictor(split.batch(slice(start, end)))
@@ -133,3 +134,53 @@ def _ranges(total: int, size: int) -> Iterator[tuple[int, int]]:
 def accuracy_rule(auc: float, reference_auc: float) -> dict[str, bool]:
     """MLPerf's rule: pass when ``auc`` reaches each target fraction of the reference AUC."""
     return {name: auc >= fraction * reference_auc for name, fraction in ACCURACY_TARGETS.items()}
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work (a no-op on the CPU), so a timer sees finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_rate(step, work: float, device: torch.device, seconds: float) -> float:
+    """``work`` units per second of ``step()``, after one warm-up call, over about ``seconds``."""
+    step()
+    synchronize(device)
+    runs, started = 0, time.perf_counter()
+    while True:
+        step()
+        runs += 1
+        if runs % 4 == 0 or device.type == "cpu":
+            synchronize(device)
+            elapsed = time.perf_counter() - started
+            if elapsed >= seconds:
+                return runs * work / elapsed
+
+
+def forward_rates(
+    predictor: Predictor,
+    batch_sizes: Sequence[int],
+    seconds: float,
+    split: CriteoSplit | None = None,
+) -> dict[int, float]:
+    """Model-only pairs/s at each batch size B: the forward alone, inputs already on the device.
+
+    Inputs are the first B rows of ``split`` (repeated if it is shorter), else random ids
+    within the model's tables and random dense features.
+    """
+    rates = {}
+    generator = torch.Generator().manual_seed(1)
+    for size in batch_sizes:
+        if split is not None:
+            batch = split.batch(np.arange(size) % len(split))
+            dense, ids = torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)
+        else:
+            dense = torch.rand(size, N_DENSE, generator=generator).mul(5)
+            ids = torch.stack(
+                [torch.randint(0, n, (size,), generator=generator) for n in predictor.arch.table_sizes], dim=1
+            )
+        dense, ids = dense.to(predictor.device), ids.to(predictor.device)
+        rates[size] = timed_rate(
+            lambda d=dense, i=ids: predictor.predict(d, i), size, predictor.device, seconds
+        )
+    return rates

@@ -49,6 +49,7 @@ from .criteo import (
 from .exceptions import DlrmNbError, InputFileError
 from .fileio import atomic_output, remove_stale_temps, save_npz, save_npz_from_npy_files, write_json
 from .manifest import WORK_DIR_NAME, input_record, open_output_folder, save_manifest
+from .progress import Progress, progress_bar
 from .ranks import FirstSeenRanks
 from .rawtext import ParsedBlock, block_parsers, call, count_lines, ordered_map
 from .shuffle import plan_shuffle
@@ -172,7 +173,7 @@ def process_day(
     work_dir: str,
     rng_state: dict[str, Any] | None,
     emit_records: bool,
-    progress: bool = True,
+    progress: Progress = True,
     dictionaries: list[FirstSeenRanks] | None = None,
     blocks: Iterator[ParsedBlock] | None = None,
 ) -> dict[str, Any]:
@@ -195,7 +196,7 @@ def process_day(
     records_file = _records_path(work, source.day)
     if blocks is None:
         blocks = ordered_map(call, _day_parsers(source, settings), workers=1)
-    bar = tqdm(desc=f"day {source.day}", unit=" lines", unit_scale=True, leave=False, disable=not progress)
+    bar = progress_bar(progress, desc=f"day {source.day}", unit=" lines", unit_scale=True, leave=False)
     with atomic_output(records_file) as tmp_records, open(tmp_records, "wb") as out:
         for block in blocks:
             keep = _sub_sample(block.labels, block.n_lines, block.kept_mask, rng, settings.sub_sample_rate)
@@ -352,7 +353,7 @@ def _run_local(
     done: dict[int, dict[str, Any]],
     emit: dict[int, bool],
     bar: tqdm,
-    progress: bool,
+    progress: Progress,
 ) -> list[FirstSeenRanks]:
     """Days in order in this process, ranking ids with the global dictionaries directly;
     returns the dictionaries, complete."""
@@ -475,7 +476,7 @@ def prepare(
     engine: str = "local",
     scheduler: str | None = None,
     workers: int = 2,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> dict[str, Any]:
     """Preprocess the raw files in ``raw_dir`` into upstream's files in ``out_dir``.
 
@@ -500,7 +501,7 @@ def prepare(
     emit = {day: settings.write_train or day == layout.test_day for day in range(layout.days)}
     done = _load_done(work, layout.days)
     started = time.perf_counter()
-    with tqdm(total=layout.days, initial=len(done), desc="prepare", unit="day", disable=not progress) as bar:
+    with progress_bar(progress, total=layout.days, initial=len(done), desc="prepare", unit="day") as bar:
         dictionaries = None
         if engine == "local":
             dictionaries = _run_local(sources, settings, work, done, emit, bar, progress)
@@ -528,7 +529,7 @@ def finalize(
     settings: PrepareSettings,
     done: dict[int, dict[str, Any]],
     manifest: dict[str, Any],
-    progress: bool = True,
+    progress: Progress = True,
     dictionaries: list[FirstSeenRanks] | None = None,
 ) -> None:
     """Merge the days' first-appearance values in day order (unless the complete
@@ -538,7 +539,9 @@ def finalize(
     if not merged:
         dictionaries = [FirstSeenRanks(settings.max_ind_range) for _ in range(N_CAT)]
     day_maps: dict[int, list[np.ndarray] | None] = {}
-    days = tqdm(range(layout.days), desc="merge dictionaries", unit="day", leave=False, disable=not progress)
+    days = progress_bar(
+        progress, iterable=range(layout.days), desc="merge dictionaries", unit="day", leave=False
+    )
     for day in days:
         local_ranks = done[day]["records"] and done[day]["ranks"] == "local"
         maps = _feed(dictionaries, work, day) if not merged or local_ranks else None

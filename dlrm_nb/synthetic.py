@@ -53,6 +53,8 @@ from dlrm_nb.criteo import (
     terabyte_raw_name,
 )
 
+from .progress import Progress, progress_bar
+
 GENERATOR_VERSION = 1
 SIDECAR_NAME = "synthetic.json"
 #: Lines generated, formatted and written at a time (bounds memory).
@@ -609,7 +611,7 @@ def generate(
     gzip: bool = False,
     overwrite: bool = False,
     cardinality_scale: float = 1.0,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> dict:
     """Write synthetic raw Criteo files and the sidecar ``synthetic.json`` into ``out_dir``.
 
@@ -641,8 +643,8 @@ def generate(
     total = sum(plan.lines for plan in plans)
     labels: list[np.ndarray] = []
     probs: list[np.ndarray] = []
-    with tqdm(
-        total=total, unit=" lines", unit_scale=True, disable=not progress, desc=f"synthetic {dataset}"
+    with progress_bar(
+        progress, total=total, unit=" lines", unit_scale=True, desc=f"synthetic {dataset}"
     ) as bar:
         for plan in plans:
             file_labels, file_probs = _write_file(

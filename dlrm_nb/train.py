@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checkpoint import save_checkpoint
 from .criteo import DATASETS, table_sizes
@@ -29,6 +28,7 @@ from .exceptions import DlrmNbError
 from .inference import Predictor, predict_split
 from .manifest import MANIFEST_NAME
 from .model import DLRM, preset
+from .progress import Progress, progress_bar
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def train_demo(
     out: str | os.PathLike,
     settings: TrainSettings = TrainSettings(),
     *,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> dict[str, Any]:
     """Train, evaluate on the test split and save an upstream-format checkpoint at ``out``.
 
@@ -109,7 +109,7 @@ def train_demo(
     losses: list[float] = []
     batches = _batches(order, rows, settings.batch_size)
     model.train()
-    with tqdm(total=steps, desc="train", unit="step", disable=not progress) as bar:
+    with progress_bar(progress, total=steps, desc="train", unit="step") as bar:
         for step in range(steps):
             batch = train.batch(next(batches))
             prediction = model(torch.from_numpy(batch.dense), torch.from_numpy(batch.cats))

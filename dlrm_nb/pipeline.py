@@ -1,0 +1,180 @@
+"""The pipeline: a params file -> every notebook through papermill -> ``results/<run-id>/``.
+
+``dlrm-nb run params/demo.yaml`` checks every parameter against the notebooks first (a typo
+stops it before anything runs), makes a new run folder (never an existing one), records
+``run.json`` (parameters, versions, git commit, machine), executes the notebooks in order with
+their output streamed to the terminal, renders ``report.html`` from the executed report notebook
+and refreshes ``results/index.html``. A failing notebook stops the run with a non-zero exit that
+names the notebook and cell; its executed copy, with papermill's error banner, stays in the
+run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .exceptions import DlrmNbError
+from .fileio import write_json
+from .params import (
+    NOTEBOOKS,
+    apply_overrides,
+    load_params_file,
+    notebook_path,
+    resolve_parameters,
+)
+from .progress import check_progress
+from .runs import REPORT_NAME, RUN_RECORD, create_run_dir, new_run_id, results_root
+
+KERNEL_NAME = "python3"
+
+
+class NotebookFailed(DlrmNbError):
+    """A notebook raised; the executed copy holds the traceback and papermill's error banner."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_dir: Path
+    report: Path | None
+    index: Path | None
+    seconds: float
+
+
+def run_pipeline(
+    params_file: str | os.PathLike,
+    overrides: Sequence[tuple[str, str]] = (),
+    *,
+    run_id: str | None = None,
+    results: str | os.PathLike | None = None,
+    progress: str = "text",
+    notebooks: Sequence[str] = NOTEBOOKS,
+    stream: TextIO | None = None,
+) -> RunOutcome:
+    """Run ``notebooks`` with the parameters of ``params_file`` (plus ``-p`` overrides) into a
+    new ``<results>/<run_id>/``; see the module docstring. Raises :class:`NotebookFailed`."""
+    stream = stream if stream is not None else sys.stdout
+    check_progress(progress)
+    params = apply_overrides(load_params_file(params_file), list(overrides))
+    resolved = resolve_parameters(params, source=str(params_file))
+    root = Path(results) if results is not None else results_root()
+    run_dir = create_run_dir(root / (run_id or new_run_id(Path(params_file).stem))).resolve()
+    for values in resolved.values():
+        values.update(run_dir=str(run_dir), progress=progress)
+    record = _run_record(params_file, params, overrides, resolved)
+    write_json(run_dir / RUN_RECORD, record)
+    started = time.perf_counter()
+    print(f"run folder: {run_dir}", file=stream, flush=True)
+    for number, notebook in enumerate(notebooks, 1):
+        print(f"\n=== [{number}/{len(notebooks)}] {notebook}.ipynb", file=stream, flush=True)
+        notebook_started = time.perf_counter()
+        try:
+            _execute(notebook, run_dir, resolved[notebook], stream)
+        except NotebookFailed as exc:
+            record.update(status="failed", failure=str(exc), seconds=round(time.perf_counter() - started, 1))
+            write_json(run_dir / RUN_RECORD, record)
+            raise
+        finally:
+            record["notebooks"].append(
+                {"notebook": notebook, "seconds": round(time.perf_counter() - notebook_started, 1)}
+            )
+        write_json(run_dir / RUN_RECORD, record)
+    report = index = None
+    if "05_report" in notebooks:
+        from .report import render_report, write_index
+
+        report = render_report(run_dir / "05_report.ipynb", run_dir / REPORT_NAME)
+        record.update(status="done", seconds=round(time.perf_counter() - started, 1))
+        write_json(run_dir / RUN_RECORD, record)
+        index = write_index(root)
+    else:
+        record.update(status="done", seconds=round(time.perf_counter() - started, 1))
+        write_json(run_dir / RUN_RECORD, record)
+    return RunOutcome(run_dir, report, index, time.perf_counter() - started)
+
+
+def _run_record(
+    params_file: str | os.PathLike,
+    params: dict[str, Any],
+    overrides: Sequence[tuple[str, str]],
+    resolved: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    from . import sysinfo
+
+    return {
+        "params_file": str(params_file),
+        "description": params.get("description", ""),
+        "overrides": [list(pair) for pair in overrides],
+        "parameters": resolved,
+        "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "notebooks": [],
+        **sysinfo.describe(),
+    }
+
+
+def _execute(notebook: str, run_dir: Path, parameters: dict[str, Any], stream: TextIO) -> None:
+    """One notebook through papermill into ``run_dir``, cell output streamed to ``stream``."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out = run_dir / f"{notebook}.ipynb"
+    try:
+        papermill.execute_notebook(
+            str(notebook_path(notebook)),
+            str(out),
+            parameters=parameters,
+            kernel_name=KERNEL_NAME,
+            progress_bar=False,
+            stdout_file=stream,
+            stderr_file=stream,
+            cwd=str(run_dir),
+            kernel_manager_class=_local_kernel_manager(),
+        )
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(
+            f"{notebook}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+            f"{exc.ename}: {exc.evalue}\nthe executed notebook, with the traceback, is {out}"
+        ) from None
+
+
+def _local_kernel_manager() -> type:
+    """A kernel manager whose kernels talk over Unix sockets in Jupyter's runtime folder: the
+    kernel runs on this machine, so no TCP ports are opened (and ipykernel has nothing to warn about)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class LocalSocketKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc" if os.name == "posix" else "tcp"
+
+    return LocalSocketKernelManager
+
+
+def render_reports(
+    run_dirs: Sequence[str | os.PathLike], results: str | os.PathLike | None = None
+) -> list[Path]:
+    """``dlrm-nb report``: (re)make ``report.html`` of each run (executing the report notebook
+    into runs that lack an executed copy) and the index page; returns the pages written."""
+    from .report import render_report, write_index
+
+    written = []
+    root = Path(results) if results is not None else results_root()
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir).resolve()
+        if not run_dir.is_dir():
+            raise DlrmNbError(f"{run_dir} is not a run folder")
+        executed = run_dir / "05_report.ipynb"
+        if not executed.exists():
+            _execute(
+                "05_report", run_dir, {"run_dir": str(run_dir), "progress": "text", "title": ""}, sys.stdout
+            )
+        written.append(render_report(executed, run_dir / REPORT_NAME))
+    written.append(write_index(root))
+    return written

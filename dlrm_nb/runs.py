@@ -1,0 +1,115 @@
+"""Run folders: ``results/<run-id>/`` and the small records the notebooks hand to each other.
+
+A run folder holds everything one run made. The notebooks never share Python state; each writes
+a record (``data.json``, ``model.json``) that the next ones read, so any notebook can run alone
+against an existing run folder. The folder layout::
+
+    results/<run-id>/
+        run.json                  parameters, versions, git commit, machine, notebook timings
+        data.json                 01: where the prepared data is and how it was made
+        model.json                02: checkpoint, precision, device, aggregation, quick AUC
+        model_throughput.json     02: model-only pairs/s per precision and batch size
+        <Scenario>/<mode>/        03, 04: user.conf, LoadGen logs, metrics.json, latencies
+        qps_search/               03: qps_search.json and one folder per probe
+        NN_<name>.ipynb           executed notebooks (pipeline runs)
+        report.html               05 rendered without code
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .exceptions import DlrmNbError
+from .fileio import write_json
+
+RESULTS_README = "README.md"
+DATA_RECORD = "data.json"
+MODEL_RECORD = "model.json"
+THROUGHPUT_RECORD = "model_throughput.json"
+RUN_RECORD = "run.json"
+QPS_SEARCH_DIR = "qps_search"
+QPS_SEARCH_RECORD = "qps_search.json"
+REPORT_NAME = "report.html"
+INDEX_NAME = "index.html"
+
+
+def results_root(start: str | os.PathLike | None = None) -> Path:
+    """The project's ``results/`` folder: the nearest ``results/`` (with its README) at or above
+    ``start`` (default: the current folder, e.g. ``notebooks/`` in JupyterLab), else the one
+    beside the installed package."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "results" / RESULTS_README).is_file():
+            return folder / "results"
+    return Path(__file__).resolve().parent.parent / "results"
+
+
+def new_run_id(prefix: str = "run") -> str:
+    """``<prefix>-YYYYmmdd-HHMMSS`` (local time)."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def create_run_dir(run_dir: str | os.PathLike) -> Path:
+    """Make a new, empty run folder; an existing one is refused (runs are never overwritten)."""
+    path = Path(run_dir)
+    if path.exists():
+        raise DlrmNbError(f"run folder {path} exists; runs are never overwritten: choose a new run id")
+    path.mkdir(parents=True)
+    return path
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[Path]:
+    """Run folders under ``root`` (default :func:`results_root`), oldest first."""
+    root = Path(root) if root is not None else results_root()
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / RUN_RECORD).is_file() or (p / DATA_RECORD).is_file()]
+    return sorted(runs, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def open_run_dir(run_dir: str, *, create: bool = False) -> Path:
+    """The run folder a notebook works in.
+
+    ``run_dir`` given: that folder (made if ``create``, else it must exist). ``""``: a new
+    ``results/nb-<time>`` folder if ``create`` (01_prepare_data run alone), else the newest run
+    under ``results/`` (the other notebooks, run alone in JupyterLab after 01).
+    """
+    if run_dir:
+        path = Path(run_dir).expanduser().resolve()
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.is_dir():
+            raise DlrmNbError(f"run_dir {run_dir!r} is not a folder; give a results/<run-id> folder")
+        return path
+    if create:
+        return create_run_dir(results_root() / new_run_id("nb"))
+    runs = list_runs()
+    if not runs:
+        raise DlrmNbError(
+            f"run_dir is '' and {results_root()} holds no run yet; run 01_prepare_data first or set run_dir"
+        )
+    return runs[-1]
+
+
+def write_record(run_dir: str | os.PathLike, name: str, record: dict[str, Any]) -> Path:
+    """Write one of the run's JSON records atomically."""
+    path = Path(run_dir) / name
+    write_json(path, record)
+    return path
+
+
+def read_record(run_dir: str | os.PathLike, name: str, *, made_by: str) -> dict[str, Any]:
+    """Read a record another notebook wrote; a missing one names the notebook to run first."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise DlrmNbError(f"{path} is missing: run {made_by} for this run folder first")
+    return json.loads(path.read_text())
+
+
+def read_optional(run_dir: str | os.PathLike, name: str) -> dict[str, Any] | None:
+    path = Path(run_dir) / name
+    return json.loads(path.read_text()) if path.is_file() else None
