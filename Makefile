@@ -24,15 +24,9 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/bench_prepare.py
 
-RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
-
+# The embedded demo: every notebook through papermill into results/<run-id>/; prints where the report is.
 demo: setup
-	$(BIN)/dlrm-nb synth results/$(RUN_ID)/raw --rows-per-day 20000 --test-day-rows 100000 --seed 7
-	$(BIN)/dlrm-nb prepare results/$(RUN_ID)/raw results/$(RUN_ID)/prepared --max-ind-range 40000000 --write-train
-	$(BIN)/dlrm-nb train-demo results/$(RUN_ID)/prepared results/$(RUN_ID)/demo.pt --arch tb00_40M --seed 0
-	$(BIN)/dlrm-nb score --checkpoint results/$(RUN_ID)/demo.pt --data results/$(RUN_ID)/prepared \
-		--out results/$(RUN_ID)/predictions.npy
-	@echo "results: results/$(RUN_ID) (prepared data, demo.pt, predictions.npy)"
+	$(BIN)/dlrm-nb run params/demo.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache

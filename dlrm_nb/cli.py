@@ -173,10 +173,18 @@ def _run(args: argparse.Namespace) -> None:
         results=args.results,
         progress=args.progress,
     )
-    print(f"\ndone in {outcome.seconds:.0f} s: {outcome.run_dir}")
+    print(f"\ndone in {outcome.seconds:.0f} s: {_shown(outcome.run_dir)}")
     if outcome.report:
-        print(f"report: {outcome.report}")
-        print(f"all runs: {outcome.index}")
+        print(f"report: {_shown(outcome.report)}")
+        print(f"all runs: {_shown(outcome.index)}")
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it lies below it (what people can paste)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from .criteo import ACCURACY_TARGETS, REFERENCE_AUC
 from .fileio import atomic_output
@@ -469,6 +470,9 @@ def qps_search_figure(results: RunResults) -> Plot | Note:
     if search["best_qps"] is not None:
         ax.axvline(search["best_qps"], color="#1a7f37", lw=1, label=f"best {search['best_qps']:,.1f} QPS")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set(
         xlabel="Server target QPS (aggregated samples/s)",
         ylabel="p99 latency (ms)",
