@@ -21,7 +21,9 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -30,7 +32,7 @@ import torch
 from .dataset import CriteoSplit
 from .exceptions import DlrmNbError
 from .fileio import atomic_output, write_json
-from .inference import Predictor
+from .inference import Predictor, check_precision_device
 from .progress import Progress, progress_bar
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
@@ -43,11 +45,9 @@ EARLY_STOPPING_QUERIES = 500
 #: The fewest queries with which early stopping can report each scenario's percentile (p90 for
 #: SingleStream, p99 otherwise); short runs are stretched to them, within max_duration_ms
 #: (Server runs are given the time they need).
-EARLY_STOPPING_MIN_QUERIES = {
-    "SingleStream": 64,
-    "MultiStream": EARLY_STOPPING_QUERIES,
-    "Server": EARLY_STOPPING_QUERIES,
-}
+EARLY_STOPPING_MIN_QUERIES = MappingProxyType(
+    {"SingleStream": 64, "MultiStream": 662, "Server": EARLY_STOPPING_QUERIES}
+)
 #: Per-sample latencies (int64 ns, the SUT's view: issue -> complete) beside LoadGen's logs.
 SUT_LATENCIES_NAME = "sut_latencies_ns.npy"
 
@@ -496,8 +496,8 @@ def metrics_line(metrics: dict[str, Any]) -> str:
     scenario = settings.get("scenario", metrics.get("scenario"))
     parts = [
         f"{scenario} {settings.get('mode', metrics.get('mode'))}: {result}",
-        f"{metrics.get('samples_per_s') or 0:,.1f} samples/s",
-        f"{metrics.get('pairs_per_s') or 0:,.0f} pairs/s",
+        f"{_number(metrics.get('samples_per_s'), ',.1f')} samples/s",
+        f"{_number(metrics.get('pairs_per_s'), ',.0f')} pairs/s",
     ]
     if latency is not None:
         parts.append(f"p99 {latency / 1e6:.2f} ms")
@@ -506,6 +506,10 @@ def metrics_line(metrics: dict[str, Any]) -> str:
     if "accuracy" in metrics:
         parts.append(metrics["accuracy"]["line"])
     return ", ".join(parts)
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
 
 
 def run_qps_search(
@@ -526,6 +530,7 @@ def run_qps_search(
     valid, every probe (QPS, p99, valid) and the bound.
     """
     out = Path(out_dir)
+    base = replace(base, official=False)  # probes are short by design, whatever the scenario runs used
     if offline_samples_per_s is None:
         offline = replace(
             base,
@@ -583,15 +588,27 @@ class Benchmark:
     LoadGen 6 treats every ``FromConfig`` after the first in a process as a second conf file and
     marks the run invalid for submission, so :meth:`run` starts each LoadGen test in a fresh
     process (spawned; the checkpoint is memory-mapped again there, which is cheap) unless
-    ``isolate=False``. The predictor here serves in-process runs and model-only measurements.
+    ``isolate=False``. :attr:`predictor` (built on first use, so isolated runs never hold a second
+    copy of the model on the device) serves in-process runs and model-only measurements.
     As with any ``multiprocessing`` spawn, a Python *script* calling :meth:`run` needs the usual
     ``if __name__ == "__main__":`` guard (notebooks and the ``dlrm-nb`` command need nothing).
     """
 
-    predictor: Predictor
     split: CriteoSplit
     trace: np.ndarray  # int64 [S, 2]: (start, end) pairs of each aggregated sample
-    source: dict[str, Any]  # how to rebuild the predictor in another process
+    source: dict[str, Any]  # checkpoint, data_dir, precision, device, compile, threads
+
+    @cached_property
+    def predictor(self) -> Predictor:
+        from .checkpoint import load_model
+
+        model, _ = load_model(self.source["checkpoint"])
+        return Predictor(
+            model,
+            precision=self.source["precision"],
+            device=self.source["device"],
+            compile=self.source["compile"],
+        )
 
     def run(
         self, settings: LoadgenSettings, run_dir: str | os.PathLike, *, isolate: bool = True
@@ -681,7 +698,7 @@ def open_benchmark(
     )
     if trace_path is not None:
         write_trace(trace_path, trace)
-    threads = os.cpu_count() or 1
+    threads = usable_cores()
     torch.set_num_threads(threads)  # one compute thread pool, no Python worker pools on top
     source = {
         "checkpoint": str(checkpoint),
@@ -691,6 +708,10 @@ def open_benchmark(
         "compile": compile,
         "threads": threads,
     }
-    return Benchmark(
-        Predictor(model, precision=precision, device=device, compile=compile), split, trace, source
-    )
+    check_precision_device(precision, device)  # fail here, not in the first LoadGen process
+    return Benchmark(split, trace, source)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -35,6 +35,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def check_precision_device(precision: str, device: str) -> torch.device:
+    """The device, once ``precision`` is known and runs there (int8 is CPU-only)."""
+    if precision not in PRECISIONS:
+        raise DlrmNbError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    resolved = resolve_device(device)
+    if precision == "int8" and resolved.type != "cpu":
+        raise DlrmNbError(
+            "precision int8 (dynamic quantization) runs on the CPU only; use fp32 or bf16 on cuda"
+        )
+    return resolved
+
+
 class Predictor:
     """A DLRM ready to predict: ``predictor(batch) -> float32 [B]`` click probabilities.
 
@@ -46,13 +58,7 @@ class Predictor:
     def __init__(
         self, model: DLRM, *, precision: str = "fp32", device: str = "cpu", compile: bool = False
     ) -> None:
-        if precision not in PRECISIONS:
-            raise DlrmNbError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        self.device = resolve_device(device)
-        if precision == "int8" and self.device.type != "cpu":
-            raise DlrmNbError(
-                "precision int8 (dynamic quantization) runs on the CPU only; use fp32 or bf16 on cuda"
-            )
+        self.device = check_precision_device(precision, device)
         self.precision = precision
         self.arch = model.arch
         self.input_dtype = torch.bfloat16 if precision == "bf16" else torch.float32

@@ -21,6 +21,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .aggregation import TRACE_KINDS
@@ -119,7 +120,7 @@ class LoadModelParameters(CommonParameters):
 
     def check(self) -> None:
         super().check()
-        if self.checkpoint and not Path(self.checkpoint).is_file():
+        if self.checkpoint and not Path(self.checkpoint).expanduser().is_file():
             raise _bad(self, "checkpoint", "no such file; give a .pt file, or '' to train the demo model")
         _choice(self, "arch", tuple(PRESETS))
         _choice(self, "precision", PRECISIONS)
@@ -197,13 +198,15 @@ class ReportParameters(CommonParameters):
     title: str
 
 
-PARAMETERS: dict[str, type[CommonParameters]] = {
-    "01_prepare_data": PrepareDataParameters,
-    "02_load_model": LoadModelParameters,
-    "03_run_scenarios": RunScenariosParameters,
-    "04_accuracy": AccuracyParameters,
-    "05_report": ReportParameters,
-}
+PARAMETERS: Mapping[str, type[CommonParameters]] = MappingProxyType(
+    {
+        "01_prepare_data": PrepareDataParameters,
+        "02_load_model": LoadModelParameters,
+        "03_run_scenarios": RunScenariosParameters,
+        "04_accuracy": AccuracyParameters,
+        "05_report": ReportParameters,
+    }
+)
 
 
 def check_parameters(notebook: str, namespace: Mapping[str, Any]) -> Any:
@@ -265,7 +268,7 @@ def _at_least(parameters: CommonParameters, name: str, minimum: int) -> None:
 
 def _existing_folder(parameters: CommonParameters, name: str, what: str) -> None:
     value = getattr(parameters, name)
-    if not value or not Path(value).is_dir():
+    if not value or not Path(value).expanduser().is_dir():
         raise _bad(parameters, name, f"not an existing folder; give {what}")
 
 
@@ -327,6 +330,8 @@ def apply_overrides(params: dict[str, Any], overrides: list[tuple[str, str]]) ->
         value = yaml.safe_load(text) if text.strip() else ""
         if "." in key:
             section, name = key.split(".", 1)
+            if section not in [section_name(nb) for nb in NOTEBOOKS]:
+                raise ParameterError(f"-p {key}: section {section!r} is not one of {_sections()}")
             targets = [section]
         else:
             name = key
@@ -365,7 +370,38 @@ def resolve_parameters(params: dict[str, Any], source: str = "params") -> dict[s
         values = {**defaults, **given}
         check_parameters(notebook, {**values, "progress": "text"})
         resolved[notebook] = values
+    _check_across_notebooks(resolved, source)
     return resolved
+
+
+def _check_across_notebooks(resolved: dict[str, dict[str, Any]], source: str) -> None:
+    """What only shows when two notebooks' parameters meet: refused before anything runs."""
+    data, model = resolved["01_prepare_data"], resolved["02_load_model"]
+    if not model["checkpoint"] and data["data_source"] != "prepared" and not data["write_train"]:
+        raise ParameterError(
+            f"{source}: load_model.checkpoint is '' (train the demo model) but prepare_data.write_train is "
+            "false, so there is no training split: set write_train: true or give a checkpoint"
+        )
+
+
+#: Parameters holding paths; the pipeline makes them absolute (notebooks run in the run folder).
+PATH_PARAMETERS = ("raw_dir", "prepared_dir", "checkpoint")
+
+
+def absolute_paths(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with every non-empty path parameter expanded (``~``) and made absolute against
+    the current folder, which is where the user typed them."""
+    out = {}
+    for section, values in params.items():
+        if isinstance(values, dict):
+            values = {
+                name: str(Path(value).expanduser().resolve())
+                if name in PATH_PARAMETERS and isinstance(value, str) and value
+                else value
+                for name, value in values.items()
+            }
+        out[section] = values
+    return out
 
 
 # ----------------------------------------------------------------------------- the README's reference

@@ -21,15 +21,25 @@ from typing import Any, TextIO
 
 from .exceptions import DlrmNbError
 from .fileio import write_json
+from .inference import check_precision_device
 from .params import (
     NOTEBOOKS,
+    absolute_paths,
     apply_overrides,
     load_params_file,
     notebook_path,
     resolve_parameters,
 )
 from .progress import check_progress
-from .runs import REPORT_NAME, RUN_RECORD, create_run_dir, new_run_id, results_root
+from .runs import (
+    DATA_RECORD,
+    REPORT_NAME,
+    RUN_RECORD,
+    create_run_dir,
+    new_run_id,
+    read_optional,
+    results_root,
+)
 
 KERNEL_NAME = "python3"
 
@@ -60,8 +70,10 @@ def run_pipeline(
     new ``<results>/<run_id>/``; see the module docstring. Raises :class:`NotebookFailed`."""
     stream = stream if stream is not None else sys.stdout
     check_progress(progress)
-    params = apply_overrides(load_params_file(params_file), list(overrides))
+    params = absolute_paths(apply_overrides(load_params_file(params_file), list(overrides)))
     resolved = resolve_parameters(params, source=str(params_file))
+    model = resolved["02_load_model"]
+    check_precision_device(model["precision"], model["device"])  # e.g. cuda asked for, none here
     root = Path(results) if results is not None else results_root()
     run_dir = create_run_dir(root / (run_id or new_run_id(Path(params_file).stem))).resolve()
     for values in resolved.values():
@@ -75,14 +87,13 @@ def run_pipeline(
         notebook_started = time.perf_counter()
         try:
             _execute(notebook, run_dir, resolved[notebook], stream)
-        except NotebookFailed as exc:
-            record.update(status="failed", failure=str(exc), seconds=round(time.perf_counter() - started, 1))
-            write_json(run_dir / RUN_RECORD, record)
+        except BaseException as exc:  # a failed cell, a dead kernel, Ctrl-C: run.json says so
+            status = "failed" if isinstance(exc, Exception) else "interrupted"
+            _finish(record, run_dir, notebook, notebook_started, started, status=status, failure=str(exc))
             raise
-        finally:
-            record["notebooks"].append(
-                {"notebook": notebook, "seconds": round(time.perf_counter() - notebook_started, 1)}
-            )
+        record["notebooks"].append(
+            {"notebook": notebook, "seconds": round(time.perf_counter() - notebook_started, 1)}
+        )
         write_json(run_dir / RUN_RECORD, record)
     report = index = None
     if "05_report" in notebooks:
@@ -96,6 +107,21 @@ def run_pipeline(
         record.update(status="done", seconds=round(time.perf_counter() - started, 1))
         write_json(run_dir / RUN_RECORD, record)
     return RunOutcome(run_dir, report, index, time.perf_counter() - started)
+
+
+def _finish(
+    record: dict[str, Any],
+    run_dir: Path,
+    notebook: str,
+    notebook_started: float,
+    started: float,
+    **status: str,
+) -> None:
+    record["notebooks"].append(
+        {"notebook": notebook, "seconds": round(time.perf_counter() - notebook_started, 1)}
+    )
+    record.update(status, seconds=round(time.perf_counter() - started, 1))
+    write_json(run_dir / RUN_RECORD, record)
 
 
 def _run_record(
@@ -144,8 +170,10 @@ def _execute(notebook: str, run_dir: Path, parameters: dict[str, Any], stream: T
 
 
 def _local_kernel_manager() -> type:
-    """A kernel manager whose kernels talk over Unix sockets in Jupyter's runtime folder: the
-    kernel runs on this machine, so no TCP ports are opened (and ipykernel has nothing to warn about)."""
+    """A kernel manager for this machine and this Python: kernels run ``sys.executable`` (the
+    interpreter that has ``dlrm_nb``, whatever kernel named python3 a user has installed) and talk
+    over Unix sockets in Jupyter's runtime folder (no TCP ports, nothing for ipykernel to warn about)."""
+    from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
@@ -154,27 +182,37 @@ def _local_kernel_manager() -> type:
         def _transport_default(self) -> str:
             return "ipc" if os.name == "posix" else "tcp"
 
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            return KernelSpec(
+                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                display_name=f"Python {sys.version.split()[0]} ({sys.executable})",
+                language="python",
+            )
+
     return LocalSocketKernelManager
 
 
 def render_reports(
     run_dirs: Sequence[str | os.PathLike], results: str | os.PathLike | None = None
 ) -> list[Path]:
-    """``dlrm-nb report``: (re)make ``report.html`` of each run (executing the report notebook
-    into runs that lack an executed copy) and the index page; returns the pages written."""
+    """``dlrm-nb report``: run the report notebook again on each run folder (so it shows what the
+    folder holds now) and render its ``report.html``, then the index page; returns the pages written."""
     from .report import render_report, write_index
 
     written = []
     root = Path(results) if results is not None else results_root()
     for run_dir in run_dirs:
         run_dir = Path(run_dir).resolve()
-        if not run_dir.is_dir():
-            raise DlrmNbError(f"{run_dir} is not a run folder")
-        executed = run_dir / "05_report.ipynb"
-        if not executed.exists():
-            _execute(
-                "05_report", run_dir, {"run_dir": str(run_dir), "progress": "text", "title": ""}, sys.stdout
+        if not (run_dir / RUN_RECORD).is_file() and not (run_dir / DATA_RECORD).is_file():
+            raise DlrmNbError(
+                f"{run_dir} is not a run folder (it has neither {RUN_RECORD} nor {DATA_RECORD}); "
+                "give a results/<run-id> folder"
             )
-        written.append(render_report(executed, run_dir / REPORT_NAME))
+        record = read_optional(run_dir, RUN_RECORD) or {}
+        title = record.get("parameters", {}).get("05_report", {}).get("title", "")
+        parameters = {"run_dir": str(run_dir), "progress": "text", "title": title}
+        _execute("05_report", run_dir, parameters, sys.stdout)
+        written.append(render_report(run_dir / "05_report.ipynb", run_dir / REPORT_NAME))
     written.append(write_index(root))
     return written

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,9 @@ from .runs import (
 )
 
 PERCENTILES = ("p50", "p90", "p99", "p99.9")
-COLORS = {"SingleStream": "#1f77b4", "MultiStream": "#9467bd", "Server": "#d62728", "Offline": "#2ca02c"}
+COLORS = MappingProxyType(
+    {"SingleStream": "#1f77b4", "MultiStream": "#9467bd", "Server": "#d62728", "Offline": "#2ca02c"}
+)
 DPI = 100
 
 # ----------------------------------------------------------------------------- reading a run
@@ -272,7 +275,10 @@ def data_table(results_or_record: RunResults | dict[str, Any]) -> Table | Note:
         ["source", data.get("source")],
         ["dataset", data.get("dataset")],
         ["prepared folder", data.get("prepared_dir")],
-        ["max_ind_range / sub-sample rate", f"{data.get('max_ind_range'):,} / {data.get('sub_sample_rate')}"],
+        [
+            "max_ind_range / sub-sample rate",
+            f"{format_value(data.get('max_ind_range'))} / {data.get('sub_sample_rate')}",
+        ],
         [
             "lines read / kept (all days)",
             f"{format_value(manifest.get('lines_read'))} / {format_value(manifest.get('lines_kept'))}",
@@ -383,10 +389,10 @@ def headline(results: RunResults) -> Table:
         )
     single = results.performance("SingleStream")
     if single:
-        rows.append(["SingleStream p90 latency", f"{_ms(single['latency_ns']['p90']):.2f} ms"])
+        rows.append(["SingleStream p90 latency (ms)", _ms(single["latency_ns"].get("p90"))])
     multi = results.performance("MultiStream")
     if multi:
-        rows.append(["MultiStream p99 latency (per query)", f"{_ms(multi['latency_ns']['p99']):.2f} ms"])
+        rows.append(["MultiStream p99 latency per query (ms)", _ms(multi["latency_ns"].get("p99"))])
     search = results.qps_search
     if search:
         best = search["best_qps"]
@@ -603,7 +609,7 @@ def index_rows(runs: Iterable[RunResults]) -> Table:
                 server and f"{server.get('result')} @ {format_value(server['settings'].get('target_qps'))}",
                 r.qps_search and r.qps_search.get("best_qps"),
                 accuracy and f"{100 * accuracy['accuracy']['auc']:.3f}%",
-                (run.get("git") or {}).get("commit", "")[:10] or None,
+                ((run.get("git") or {}).get("commit") or "")[:10] or None,
             ]
         )
     columns = [

@@ -63,12 +63,21 @@ def create_run_dir(run_dir: str | os.PathLike) -> Path:
 
 
 def list_runs(root: str | os.PathLike | None = None) -> list[Path]:
-    """Run folders under ``root`` (default :func:`results_root`), oldest first."""
+    """Run folders under ``root`` (default :func:`results_root`), oldest first: by the start time
+    ``run.json`` records, else by when ``data.json`` was written (reruns of later notebooks do not
+    reorder runs)."""
     root = Path(root) if root is not None else results_root()
     if not root.is_dir():
         return []
     runs = [p for p in root.iterdir() if (p / RUN_RECORD).is_file() or (p / DATA_RECORD).is_file()]
-    return sorted(runs, key=lambda p: (p.stat().st_mtime, p.name))
+    return sorted(runs, key=lambda p: (_started(p), p.name))
+
+
+def _started(run: Path) -> float:
+    record = read_optional(run, RUN_RECORD) or {}
+    if record.get("started"):
+        return time.mktime(time.strptime(record["started"][:19], "%Y-%m-%dT%H:%M:%S"))
+    return (run / DATA_RECORD).stat().st_mtime if (run / DATA_RECORD).exists() else 0.0
 
 
 def open_run_dir(run_dir: str, *, create: bool = False) -> Path:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .criteo import DATASETS
 from .dataset import open_split, read_counts
 from .exceptions import DlrmNbError
@@ -193,9 +195,6 @@ def load_model(p: LoadModelParameters) -> dict[str, Any]:
 def _train_demo(p: LoadModelParameters, prepared: Path, checkpoint: Path, run: Path) -> dict[str, Any]:
     from .train import TrainSettings, train_demo
 
-    if checkpoint.exists():  # this notebook ran before on this run folder: keep its model
-        previous = read_optional(run, MODEL_RECORD)
-        return (previous or {}).get("training") or {"reused": str(checkpoint)}
     settings = TrainSettings(
         arch=p.arch,
         seed=p.train_seed,
@@ -203,6 +202,14 @@ def _train_demo(p: LoadModelParameters, prepared: Path, checkpoint: Path, run: P
         batch_size=p.train_batch_size,
         max_minutes=p.train_max_minutes,
     )
+    if checkpoint.exists():  # this notebook ran before on this run folder: keep its model if it fits
+        training = (read_optional(run, MODEL_RECORD) or {}).get("training") or {}
+        if training.get("settings") != settings.__dict__:
+            raise DlrmNbError(
+                f"{checkpoint} was trained with {training.get('settings')}, not {settings.__dict__}; "
+                "use a new run folder (or give it as checkpoint to use it as it is)"
+            )
+        return training
     return train_demo(prepared, checkpoint, settings, progress=p.progress)
 
 
@@ -241,6 +248,9 @@ def measure_model_throughput(p: LoadModelParameters) -> dict[str, Any]:
             predictor = Predictor(model, precision=precision, device=p.device, compile=p.compile)
             rates = forward_rates(predictor, p.throughput_batch_sizes, p.throughput_seconds, split)
             rows += [{"precision": precision, "batch_size": b, "pairs_per_s": r} for b, r in rates.items()]
+            del model, predictor  # one copy of the model on the device at a time
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     record = {
         "device": p.device,
         "compile": p.compile,

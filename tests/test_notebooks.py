@@ -209,3 +209,24 @@ def test_readme_parameter_reference_matches_the_notebooks() -> None:
     assert readme[start:end].strip() == parameter_reference().strip(), (
         "README's parameter reference is stale: run `dlrm-nb params --write README.md`"
     )
+
+
+def test_a_misspelled_section_in_an_override_is_refused() -> None:
+    with pytest.raises(ParameterError, match="section 'load' is not one of prepare_data, load_model"):
+        apply_overrides({}, [("load.precision", "int8")])
+
+
+def test_training_the_demo_model_needs_the_training_split() -> None:
+    with pytest.raises(ParameterError, match="write_train is false, so there is no training split"):
+        resolve_parameters({"prepare_data": {"write_train": False}, "load_model": {"checkpoint": ""}})
+
+
+def test_paths_become_absolute_against_the_folder_they_were_typed_in(tmp_path: Path, monkeypatch) -> None:
+    from dlrm_nb.params import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    out = absolute_paths(
+        {"prepare_data": {"raw_dir": "raw", "prepared_dir": ""}, "load_model": {"arch": "kaggle"}}
+    )
+    assert out["prepare_data"] == {"raw_dir": str(tmp_path / "raw"), "prepared_dir": ""}
+    assert out["load_model"] == {"arch": "kaggle"}
