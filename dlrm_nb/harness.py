@@ -531,27 +531,24 @@ def run_qps_search(
     """
     out = Path(out_dir)
     base = replace(base, official=False)  # probes are short by design, whatever the scenario runs used
-    if offline_samples_per_s is None:
-        offline = replace(
-            base,
-            scenario="Offline",
-            mode="performance",
-            target_qps=None,
-            min_duration_ms=probe_ms,
-            max_duration_ms=4 * probe_ms,
-        )
-        offline_samples_per_s = benchmark.run(offline, out / "offline")["samples_per_s"]
 
-    def probe(qps: float, final: bool) -> dict[str, Any]:
-        duration = probe_ms * (2 if final else 1)
-        settings = replace(
+    def short(scenario: str, qps: float | None, duration_ms: int) -> LoadgenSettings:
+        return replace(
             base,
-            scenario="Server",
+            scenario=scenario,
             mode="performance",
             target_qps=qps,
-            min_duration_ms=duration,
-            max_duration_ms=4 * duration,
+            min_duration_ms=duration_ms,
+            max_duration_ms=4 * duration_ms,
         )
+
+    if offline_samples_per_s is None:
+        offline_samples_per_s = benchmark.run(short("Offline", None, probe_ms), out / "offline")[
+            "samples_per_s"
+        ]
+
+    def probe(qps: float, final: bool) -> dict[str, Any]:
+        settings = short("Server", qps, probe_ms * (2 if final else 1))
         metrics = benchmark.run(settings, out / ("confirm" if final else f"probe_{qps:.2f}"))
         bar.write(("confirm " if final else "probe ") + metrics_line(metrics))
         bar.update(round(time.perf_counter() - started) - bar.n)
