@@ -64,7 +64,8 @@ class LoadgenSettings:
     mode: str = "performance"
     target_qps: float | None = None  # Server: the arrival rate; Offline: the expected rate
     latency_ms: float = 30.0  # Server p99 bound (30 ms: DLRM v1 rules; 60 ms in today's mlperf.conf)
-    expected_latency_ms: float = 10.0  # SingleStream / MultiStream: LoadGen's expected latency
+    # SingleStream / MultiStream: the latency LoadGen plans its queries with (None: measured at warm-up)
+    expected_latency_ms: float | None = None
     min_duration_ms: int = 5_000
     max_duration_ms: int = 60_000
     min_query_count: int = 1  # raised to EARLY_STOPPING_MIN_QUERIES of the scenario
@@ -80,9 +81,12 @@ class LoadgenSettings:
             raise DlrmNbError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.target_qps is not None and not self.target_qps > 0:
             raise DlrmNbError(f"target_qps {self.target_qps} must be > 0")
-        for name in ("latency_ms", "expected_latency_ms"):
-            if not getattr(self, name) > 0:
-                raise DlrmNbError(f"{name} {getattr(self, name)} must be > 0")
+        if not self.latency_ms > 0:
+            raise DlrmNbError(f"latency_ms {self.latency_ms} must be > 0")
+        if self.expected_latency_ms is not None and not self.expected_latency_ms > 0:
+            raise DlrmNbError(
+                f"expected_latency_ms {self.expected_latency_ms} must be > 0 (or None: measured)"
+            )
         if (
             self.min_duration_ms < 0
             or self.max_duration_ms <= 0
@@ -186,6 +190,23 @@ def warm_up(predictor: Predictor, split: CriteoSplit, sizes: np.ndarray, max_pai
         runs += 1
     pairs_per_s = runs * pairs / (time.perf_counter() - started)
     return pairs_per_s / float(np.mean(sizes))
+
+
+#: Samples per query of the streaming scenarios (LoadGen's defaults for MultiStream).
+STREAM_SAMPLES = MappingProxyType({"SingleStream": 1, "MultiStream": 8})
+
+
+def query_latency_ms(predictor: Predictor, split: CriteoSplit, sizes: np.ndarray, samples: int) -> float:
+    """Median ms of a forward over ``samples`` aggregated samples of mean size (5 tries)."""
+    pairs = int(min(len(split), max(1, round(samples * float(np.mean(sizes))))))
+    batch = split.batch(slice(0, pairs))
+    dense, ids = torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        predictor.predict(dense, ids).cpu()
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times))
 
 
 def _run_starts(sizes: np.ndarray) -> np.ndarray:
@@ -366,6 +387,11 @@ def run_loadgen(
     if settings.scenario == "Offline" and settings.target_qps is None:
         # LoadGen issues expected_qps x min_duration samples in Offline: too few and the run ends early
         settings = replace(settings, target_qps=round(1.2 * rate, 2))
+    if settings.scenario in STREAM_SAMPLES and settings.expected_latency_ms is None:
+        # LoadGen plans min_duration / expected latency queries: an estimate on the low side keeps
+        # it from running out of queries before min_duration (which makes the run INVALID)
+        latency = query_latency_ms(predictor, split, qsl.sizes, STREAM_SAMPLES[settings.scenario])
+        settings = replace(settings, expected_latency_ms=round(0.8 * latency, 3))
     conf = out / "user.conf"
     conf.write_text(settings.user_conf(len(qsl)))
     test = lg.TestSettings()
