@@ -175,7 +175,8 @@ class RunScenariosParameters(CommonParameters):
         _at_least(self, "performance_sample_count", 0)
         _at_least(self, "qps_search_probe_ms", 100)
         if not self.server_target_qps >= 0:
-            raise _bad(self, "server_target_qps", "need a number >= 0 (0: half the measured Offline rate)")
+            allowed = "need a number >= 0 (0: the QPS search's best, else half the Offline rate)"
+            raise _bad(self, "server_target_qps", allowed)
         if not self.server_latency_ms > 0:
             raise _bad(self, "server_latency_ms", "need a number > 0 (MLPerf: 30 ms for DLRM)")
         if not self.qps_search_budget_s > 0:

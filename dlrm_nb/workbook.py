@@ -282,9 +282,10 @@ def open_run_benchmark(run: Path) -> Benchmark:
 
 
 def run_scenarios(p: RunScenariosParameters) -> dict[str, Any]:
-    """Each scenario of ``p.scenarios`` in performance mode (Offline first, so Server can start
-    from its rate), then the Server QPS search if asked for. Returns ``{scenario: metrics}``
-    plus ``qps_search`` and ``run_dir``; each run's files are in ``<run>/<scenario>/performance/``."""
+    """Each scenario of ``p.scenarios`` in performance mode, Offline first (Server starts from its
+    rate) and, with ``p.qps_search``, the Server QPS search right before Server, which then runs at
+    the best QPS found (unless ``server_target_qps`` is set). Returns ``{scenario: metrics}`` plus
+    ``qps_search`` and ``run_dir``; each run's files are in ``<run>/<scenario>/performance/``."""
     run = open_run_dir(p.run_dir)
     benchmark = open_run_benchmark(run)
     max_pairs = read_record(run, MODEL_RECORD, made_by="02_load_model")["max_pairs"]
@@ -295,24 +296,36 @@ def run_scenarios(p: RunScenariosParameters) -> dict[str, Any]:
             bar.set_postfix_str(scenario)
             qps = None
             if scenario == "Server":
-                qps = p.server_target_qps or server_qps_guess(benchmark, results.get("Offline"), max_pairs)
+                if p.qps_search:
+                    results["qps_search"] = _search(p, benchmark, run, max_pairs, results.get("Offline"))
+                qps = p.server_target_qps or _server_qps(benchmark, results, max_pairs)
             settings = _loadgen_settings(p, scenario, "performance", qps, max_pairs)
             results[scenario] = benchmark.run(settings, run)
             bar.write(metrics_line(results[scenario]))
             bar.update()
-    if p.qps_search:
-        offline = results.get("Offline")
-        base = _loadgen_settings(p, "Server", "performance", 1.0, max_pairs)
-        results["qps_search"] = run_qps_search(
-            benchmark,
-            base,
-            run / QPS_SEARCH_DIR,
-            budget_s=p.qps_search_budget_s,
-            probe_ms=p.qps_search_probe_ms,
-            offline_samples_per_s=offline["samples_per_s"] if offline else None,
-            progress=p.progress,
-        )
+    if p.qps_search and "qps_search" not in results:
+        results["qps_search"] = _search(p, benchmark, run, max_pairs, results.get("Offline"))
     return results
+
+
+def _search(
+    p: RunScenariosParameters, benchmark: Benchmark, run: Path, max_pairs: int, offline: dict[str, Any] | None
+) -> dict[str, Any]:
+    return run_qps_search(
+        benchmark,
+        _loadgen_settings(p, "Server", "performance", 1.0, max_pairs),
+        run / QPS_SEARCH_DIR,
+        budget_s=p.qps_search_budget_s,
+        probe_ms=p.qps_search_probe_ms,
+        offline_samples_per_s=offline["samples_per_s"] if offline else None,
+        progress=p.progress,
+    )
+
+
+def _server_qps(benchmark: Benchmark, results: dict[str, Any], max_pairs: int) -> float:
+    """The QPS search's best, else half the Offline rate."""
+    best = (results.get("qps_search") or {}).get("best_qps")
+    return best or server_qps_guess(benchmark, results.get("Offline"), max_pairs)
 
 
 def server_qps_guess(benchmark: Benchmark, offline: dict[str, Any] | None, max_pairs: int) -> float:
