@@ -553,7 +553,7 @@ def run_qps_search(
     Starts from ``offline_samples_per_s`` (measured here with a short Offline run when not
     given); probes go to ``out_dir/probe_<qps>/`` and the confirming run to ``out_dir/confirm/``.
     Writes and returns ``out_dir/qps_search.json``: best QPS, whether its confirming run was
-    valid, every probe (QPS, p99, valid) and the bound.
+    valid, the QPS to run Server at, every probe (QPS, p99, valid) and the bound.
     """
     out = Path(out_dir)
     base = replace(base, official=False)  # probes are short by design, whatever the scenario runs used
@@ -586,9 +586,15 @@ def run_qps_search(
         result = search_server_qps(
             probe, low=max(high / 64, 0.5), high=high, budget_s=budget_s, probe_s=probe_ms / 1000 * 1.3
         )
+    confirmed = None if result.confirmed is None else bool(result.confirmed["valid"])
     record = {
         "best_qps": result.best_qps,
-        "confirmed_valid": None if result.confirmed is None else bool(result.confirmed["valid"]),
+        # where to run Server: the best QPS, or 10% below it when its confirming run failed (the
+        # p99 sits at the bound there, and a rerun is as likely to pass as not)
+        "server_qps": None
+        if result.best_qps is None
+        else round(result.best_qps * (0.9 if confirmed is False else 1.0), 2),
+        "confirmed_valid": confirmed,
         "confirmed_p99_ms": None if result.confirmed is None else result.confirmed["latency_ns"]["p99"] / 1e6,
         "probes": result.probes,
         "seconds": result.seconds,

@@ -323,9 +323,9 @@ def _search(
 
 
 def _server_qps(benchmark: Benchmark, results: dict[str, Any], max_pairs: int) -> float:
-    """The QPS search's best, else half the Offline rate."""
-    best = (results.get("qps_search") or {}).get("best_qps")
-    return best or server_qps_guess(benchmark, results.get("Offline"), max_pairs)
+    """Where the QPS search says to run Server, else half the Offline rate."""
+    found = (results.get("qps_search") or {}).get("server_qps")
+    return found or server_qps_guess(benchmark, results.get("Offline"), max_pairs)
 
 
 def server_qps_guess(benchmark: Benchmark, offline: dict[str, Any] | None, max_pairs: int) -> float:
