@@ -582,7 +582,10 @@ def run_qps_search(
 
     high = max(float(offline_samples_per_s or 0.0), 1.0)
     started = time.perf_counter()
-    with progress_bar(progress, total=round(budget_s), desc="Server QPS search", unit="s") as bar:
+    # leave=False: it may run inside the scenarios bar; text mode shows only its lines then
+    with progress_bar(
+        progress, total=round(budget_s), desc="Server QPS search", unit="s", leave=False
+    ) as bar:
         result = search_server_qps(
             probe, low=max(high / 64, 0.5), high=high, budget_s=budget_s, probe_s=probe_ms / 1000 * 1.3
         )
