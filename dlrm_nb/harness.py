@@ -180,8 +180,7 @@ def warm_up(predictor: Predictor, split: CriteoSplit, sizes: np.ndarray, max_pai
     """Run a few forwards before LoadGen starts (first calls pay for allocations and, on CUDA,
     kernel loading) and return the measured aggregated samples/s at ``max_pairs`` pairs per forward."""
     pairs = int(min(max_pairs, len(split)))
-    batch = split.batch(slice(0, pairs))
-    dense, ids = torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)
+    dense, ids = _first_pairs(split, pairs)
     for _ in range(2):
         predictor.predict(dense, ids).cpu()
     started, runs = time.perf_counter(), 0
@@ -192,15 +191,19 @@ def warm_up(predictor: Predictor, split: CriteoSplit, sizes: np.ndarray, max_pai
     return pairs_per_s / float(np.mean(sizes))
 
 
+def _first_pairs(split: CriteoSplit, pairs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense float32 [P, 13] and ids int64 [P, 26] of the split's first P pairs (timing inputs)."""
+    batch = split.batch(slice(0, pairs))
+    return torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)
+
+
 #: Samples per query of the streaming scenarios (LoadGen's defaults for MultiStream).
 STREAM_SAMPLES = MappingProxyType({"SingleStream": 1, "MultiStream": 8})
 
 
 def query_latency_ms(predictor: Predictor, split: CriteoSplit, sizes: np.ndarray, samples: int) -> float:
     """Median ms of a forward over ``samples`` aggregated samples of mean size (5 tries)."""
-    pairs = int(min(len(split), max(1, round(samples * float(np.mean(sizes))))))
-    batch = split.batch(slice(0, pairs))
-    dense, ids = torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)
+    dense, ids = _first_pairs(split, int(min(len(split), max(1, round(samples * float(np.mean(sizes)))))))
     times = []
     for _ in range(5):
         started = time.perf_counter()

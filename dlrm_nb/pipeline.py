@@ -89,38 +89,31 @@ def run_pipeline(
             _execute(notebook, run_dir, resolved[notebook], stream)
         except BaseException as exc:  # a failed cell, a dead kernel, Ctrl-C: run.json says so
             status = "failed" if isinstance(exc, Exception) else "interrupted"
-            _finish(record, run_dir, notebook, notebook_started, started, status=status, failure=str(exc))
+            record["notebooks"].append(_timing(notebook, notebook_started))
+            _save(record, run_dir, started, status=status, failure=str(exc))
             raise
-        record["notebooks"].append(
-            {"notebook": notebook, "seconds": round(time.perf_counter() - notebook_started, 1)}
-        )
-        write_json(run_dir / RUN_RECORD, record)
+        record["notebooks"].append(_timing(notebook, notebook_started))
+        _save(record, run_dir, started)
     report = index = None
     if "05_report" in notebooks:
-        from .report import render_report, write_index
+        from .report import render_report
 
         report = render_report(run_dir / "05_report.ipynb", run_dir / REPORT_NAME)
-        record.update(status="done", seconds=round(time.perf_counter() - started, 1))
-        write_json(run_dir / RUN_RECORD, record)
+    _save(record, run_dir, started, status="done")
+    if report is not None:
+        from .report import write_index
+
         index = write_index(root)
-    else:
-        record.update(status="done", seconds=round(time.perf_counter() - started, 1))
-        write_json(run_dir / RUN_RECORD, record)
     return RunOutcome(run_dir, report, index, time.perf_counter() - started)
 
 
-def _finish(
-    record: dict[str, Any],
-    run_dir: Path,
-    notebook: str,
-    notebook_started: float,
-    started: float,
-    **status: str,
-) -> None:
-    record["notebooks"].append(
-        {"notebook": notebook, "seconds": round(time.perf_counter() - notebook_started, 1)}
-    )
-    record.update(status, seconds=round(time.perf_counter() - started, 1))
+def _timing(notebook: str, notebook_started: float) -> dict[str, Any]:
+    return {"notebook": notebook, "seconds": round(time.perf_counter() - notebook_started, 1)}
+
+
+def _save(record: dict[str, Any], run_dir: Path, started: float, **update: str) -> None:
+    """Write ``run.json`` with ``update`` (status, failure) and the seconds so far."""
+    record.update(update, seconds=round(time.perf_counter() - started, 1))
     write_json(run_dir / RUN_RECORD, record)
 
 

@@ -27,6 +27,7 @@ from matplotlib.ticker import ScalarFormatter
 from .criteo import ACCURACY_TARGETS, REFERENCE_AUC
 from .fileio import atomic_output
 from .harness import MODES, SCENARIOS, SUT_LATENCIES_NAME
+from .params import PIPELINE_PARAMETERS
 from .runs import (
     DATA_RECORD,
     INDEX_NAME,
@@ -362,7 +363,7 @@ def parameters_table(results: RunResults) -> Table | Note:
         [notebook, name, value]
         for notebook, values in run["parameters"].items()
         for name, value in values.items()
-        if name not in ("run_dir", "progress")
+        if name not in PIPELINE_PARAMETERS
     ]
     return Table(["notebook", "parameter", "value"], rows, f"Parameters ({run.get('params_file')})")
 
@@ -645,7 +646,7 @@ def _flat_parameters(run: RunResults) -> dict[str, Any]:
         f"{notebook}.{name}": value
         for notebook, values in parameters.items()
         for name, value in values.items()
-        if name not in ("run_dir", "progress")
+        if name not in PIPELINE_PARAMETERS
     }
 
 

@@ -82,11 +82,8 @@ def _synthesize(p: PrepareDataParameters, raw: Path, record: dict[str, Any]) -> 
         "seed": p.synthetic_seed,
         "gzip": p.synthetic_gzip,
     }
-    sidecar_path = raw / SIDECAR_NAME
-    if sidecar_path.is_file():  # made by an earlier run of this notebook on this folder
-        import json
-
-        sidecar = json.loads(sidecar_path.read_text())
+    sidecar = read_optional(raw, SIDECAR_NAME)
+    if sidecar is not None:  # made by an earlier run of this notebook on this folder
         made = {key: sidecar["arguments"].get(key) for key in arguments}
         if made != arguments:
             raise DlrmNbError(
@@ -122,13 +119,10 @@ def _prepare(p: PrepareDataParameters, raw: Path, prepared: Path) -> None:
 
 def _describe_prepared(prepared: Path, p: PrepareDataParameters) -> dict[str, Any]:
     """Where the prepared data is, its splits' sizes, its settings (from the manifest if any)."""
-    import json
-
     if not prepared.is_dir():
         raise DlrmNbError(f"prepared folder {prepared} does not exist")
     test = open_split(prepared, "test")
-    manifest_path = prepared / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+    manifest = read_optional(prepared, MANIFEST_NAME)
     settings = manifest["settings"] if manifest else {}
     return {
         "prepared_dir": str(prepared),
