@@ -20,10 +20,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dlrm_nb.harness import LoadgenSettings, open_benchmark, search_server_qps
-from dlrm_nb.preprocess import PrepareSettings, prepare
-from dlrm_nb.synthetic import generate
-from dlrm_nb.train import TrainSettings, train_demo
+from dlrm_nb.data.preprocess import PrepareSettings, prepare
+from dlrm_nb.data.synthetic import generate
+from dlrm_nb.loadgen.benchmark import open_benchmark
+from dlrm_nb.loadgen.qps_search import search_server_qps
+from dlrm_nb.loadgen.settings import LoadgenSettings
+from dlrm_nb.model.train import TrainSettings, train_demo
 
 
 def demo_checkpoint(work: Path, device: str) -> tuple[Path, Path]:

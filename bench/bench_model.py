@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dlrm_nb.inference import Predictor, forward_rates, synchronize, timed_rate
-from dlrm_nb.model import DLRM, PUBLISHED_TABLE_SIZES, preset
+from dlrm_nb.model.dlrm import DLRM, PUBLISHED_TABLE_SIZES, preset
+from dlrm_nb.model.inference import Predictor, forward_rates, synchronize, timed_rate
 
 BATCHES = (1, 64, 512, 4096, 16384)
 

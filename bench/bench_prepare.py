@@ -30,8 +30,8 @@ import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dlrm_nb.criteo import FIELD_NAMES, N_CAT, N_DENSE, terabyte_raw_name
-from dlrm_nb.synthetic import generate
+from dlrm_nb.data.criteo import FIELD_NAMES, N_CAT, N_DENSE, terabyte_raw_name
+from dlrm_nb.data.synthetic import generate
 
 MAX_IND_RANGE = 40_000_000
 

@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_model import run as throughput_table
 
-from dlrm_nb.checkpoint import load_model
-from dlrm_nb.dataset import open_split
-from dlrm_nb.inference import Predictor, accuracy_rule, predict_split
-from dlrm_nb.preprocess import PrepareSettings, prepare
-from dlrm_nb.synthetic import generate
-from dlrm_nb.train import TrainSettings, train_demo
+from dlrm_nb.data.dataset import open_split
+from dlrm_nb.data.preprocess import PrepareSettings, prepare
+from dlrm_nb.data.synthetic import generate
+from dlrm_nb.model.checkpoint import load_checkpoint
+from dlrm_nb.model.inference import Predictor, accuracy_rule, predict_split
+from dlrm_nb.model.train import TrainSettings, train_demo
 
 
 def main() -> None:
@@ -71,7 +71,7 @@ def main() -> None:
     reference = None
     print(f"\n{'device/precision':18s} {'AUC':>8s} {'max |p - p_cpu|':>16s}  MLPerf rule vs CPU fp32")
     for device, precision in [("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "bf16")]:
-        model, _ = load_model(args.work / "demo.pt")
+        model, _ = load_checkpoint(args.work / "demo.pt")
         predictions = predict_split(
             Predictor(model, precision=precision, device=device), test, progress=False
         )
@@ -88,7 +88,8 @@ def main() -> None:
 
 def loadgen_on_cuda(work: Path) -> None:
     """A short Offline and Server run of the real LoadGen with the model on CUDA."""
-    from dlrm_nb.harness import LoadgenSettings, open_benchmark
+    from dlrm_nb.loadgen.benchmark import open_benchmark
+    from dlrm_nb.loadgen.settings import LoadgenSettings
 
     print("\nLoadGen on CUDA (demo model, fp32 and bf16):")
     for precision in ("fp32", "bf16"):

@@ -18,8 +18,9 @@ from matplotlib.image import imread
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dlrm_nb.report import screenshot
-from dlrm_nb.runs import REPORT_NAME
+from chromium import screenshot
+
+from dlrm_nb.workbook.runs import REPORT_NAME
 
 
 def main() -> None:

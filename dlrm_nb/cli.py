@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .criteo import DATASETS, DEFAULT_SEED
-from .exceptions import DlrmNbError
+from dlrm_nb.data.criteo import DATASETS, DEFAULT_SEED
+from dlrm_nb.exceptions import DlrmNbError
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from .synthetic import generate
+    from dlrm_nb.data.synthetic import generate
 
     sidecar = generate(
         args.out_dir,
@@ -30,7 +30,7 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from .preprocess import PrepareSettings, output_summary, prepare
+    from dlrm_nb.data.preprocess import PrepareSettings, output_summary, prepare
 
     settings = PrepareSettings(
         max_ind_range=args.max_ind_range,
@@ -55,7 +55,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _train_demo(args: argparse.Namespace) -> None:
-    from .train import TrainSettings, train_demo
+    from dlrm_nb.model.train import TrainSettings, train_demo
 
     settings = TrainSettings(
         arch=args.arch,
@@ -74,15 +74,15 @@ def _train_demo(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from .checkpoint import load_model
-    from .dataset import open_split
-    from .fileio import atomic_output
-    from .inference import Predictor, predict_split
+    from dlrm_nb.data.dataset import open_split
+    from dlrm_nb.fileio import atomic_output
+    from dlrm_nb.model.checkpoint import load_checkpoint
+    from dlrm_nb.model.inference import Predictor, predict_split
 
     if Path(args.out).exists() and not args.overwrite:
         raise DlrmNbError(f"{args.out} exists; choose another name or pass --overwrite")
     split = open_split(args.data, args.split)
-    model, _ = load_model(args.checkpoint)
+    model, _ = load_checkpoint(args.checkpoint)
     predictor = Predictor(model, precision=args.precision, device=args.device, compile=args.compile)
     predictions = predict_split(predictor, split, count=args.count, batch_size=args.batch_size)
     with atomic_output(args.out) as tmp, open(tmp, "wb") as f:
@@ -93,7 +93,7 @@ def _score(args: argparse.Namespace) -> None:
 
 
 def _benchmark(args: argparse.Namespace):
-    from .harness import open_benchmark
+    from dlrm_nb.loadgen.benchmark import open_benchmark
 
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def _benchmark(args: argparse.Namespace):
 
 
 def _settings(args: argparse.Namespace, **overrides):
-    from .harness import LoadgenSettings
+    from dlrm_nb.loadgen.settings import LoadgenSettings
 
     values = dict(
         scenario=args.scenario,
@@ -130,7 +130,7 @@ def _settings(args: argparse.Namespace, **overrides):
 
 
 def _loadgen(args: argparse.Namespace) -> None:
-    from .harness import metrics_line
+    from dlrm_nb.loadgen.runner import metrics_line
 
     settings = _settings(args)  # validated before anything is loaded
     metrics = _benchmark(args).run(settings, args.run_dir)
@@ -138,7 +138,7 @@ def _loadgen(args: argparse.Namespace) -> None:
 
 
 def _qps_search(args: argparse.Namespace) -> None:
-    from .harness import run_qps_search
+    from dlrm_nb.loadgen.qps_search import run_qps_search
 
     base = _settings(args, scenario="Server", target_qps=1.0)  # validated before anything is loaded
     record = run_qps_search(
@@ -157,14 +157,14 @@ def _qps_search(args: argparse.Namespace) -> None:
 
 
 def _accuracy(args: argparse.Namespace) -> None:
-    from .accuracy import evaluate_log
+    from dlrm_nb.loadgen.accuracy import evaluate_log
 
     result = evaluate_log(args.log, trace=args.aggregation_trace_file, day23_labels=args.day_23_file)
     print(result["line"])
 
 
 def _run(args: argparse.Namespace) -> None:
-    from .pipeline import run_pipeline
+    from dlrm_nb.workbook.pipeline import run_pipeline
 
     outcome = run_pipeline(
         args.params,
@@ -188,14 +188,14 @@ def _shown(path: Path) -> str:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from .pipeline import render_reports
+    from dlrm_nb.workbook.pipeline import render_reports
 
     for page in render_reports(args.runs, results=args.results):
         print(f"wrote {page}")
 
 
 def _params(args: argparse.Namespace) -> None:
-    from .params import parameter_reference, with_reference
+    from dlrm_nb.workbook.params import parameter_reference, with_reference
 
     if args.write is None:
         print(parameter_reference(), end="")

@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 import tqdm.auto
 import tqdm.std
 
-from .exceptions import DlrmNbError
+from dlrm_nb.exceptions import DlrmNbError
 
 Progress = Union[bool, Literal["auto", "text", "off"]]  # noqa: UP007 (kept readable in signatures)
 PROGRESS_STYLES = ("auto", "text", "off")

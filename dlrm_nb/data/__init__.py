@@ -1,0 +1,1 @@
+"""The data layer: Criteo formats, raw text parsing, preprocessing, the reader, synthetic data."""

@@ -1,0 +1,1 @@
+"""The LoadGen layer: aggregation, settings, QSL, SUT, runs, QPS search, MLPerf logs, accuracy."""

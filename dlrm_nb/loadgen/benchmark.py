@@ -1,0 +1,155 @@
+"""A model and a test split ready for LoadGen, each run in a fresh process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dlrm_nb.data.dataset import CriteoSplit
+from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.loadgen.runner import run_loadgen
+from dlrm_nb.loadgen.settings import LoadgenSettings
+from dlrm_nb.model.checkpoint import check_pair
+from dlrm_nb.model.inference import Predictor, check_precision_device
+
+
+@dataclass
+class Benchmark:
+    """A model and a test split ready for LoadGen: the predictor, the split and its aggregation trace.
+
+    LoadGen 6 treats every ``FromConfig`` after the first in a process as a second conf file and
+    marks the run invalid for submission, so :meth:`run` starts each LoadGen test in a fresh
+    process (spawned; the checkpoint is memory-mapped again there, which is cheap) unless
+    ``isolate=False``. :attr:`predictor` (built on first use, so isolated runs never hold a second
+    copy of the model on the device) serves in-process runs and model-only measurements.
+    As with any ``multiprocessing`` spawn, a Python *script* calling :meth:`run` needs the usual
+    ``if __name__ == "__main__":`` guard (notebooks and the ``dlrm-nb`` command need nothing).
+    """
+
+    split: CriteoSplit
+    trace: np.ndarray  # int64 [S, 2]: (start, end) pairs of each aggregated sample
+    source: dict[str, Any]  # checkpoint, data_dir, precision, device, compile, threads
+
+    @cached_property
+    def predictor(self) -> Predictor:
+        from dlrm_nb.model.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(self.source["checkpoint"])
+        return Predictor(
+            model,
+            precision=self.source["precision"],
+            device=self.source["device"],
+            compile=self.source["compile"],
+        )
+
+    def run(
+        self, settings: LoadgenSettings, run_dir: str | os.PathLike, *, isolate: bool = True
+    ) -> dict[str, Any]:
+        """Run one scenario and mode into ``run_dir/<scenario>/<mode>/``; return its metrics."""
+        settings.sample_count(len(self.trace))  # refuse bad counts before anything starts
+        out = Path(run_dir) / settings.scenario / settings.mode
+        if not isolate:
+            return run_loadgen(self.predictor, self.split, self.trace, settings, out)
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(
+            target=_run_in_child,
+            args=(self.source, self.trace, settings, str(out), send),
+            name=f"dlrm-nb-{settings.scenario}",
+        )
+        child.start()
+        send.close()
+        try:
+            outcome = receive.recv()
+        except EOFError:
+            outcome = ("error", f"the LoadGen process died (exit code {child.exitcode})")
+        child.join()
+        if outcome[0] == "error":
+            raise DlrmNbError(outcome[1])
+        return outcome[1]
+
+
+def _run_in_child(
+    source: dict[str, Any], trace: np.ndarray, settings: LoadgenSettings, out: str, send
+) -> None:
+    """Body of the process that runs one LoadGen test (see :class:`Benchmark`)."""
+    try:
+        from dlrm_nb.data.dataset import open_split
+        from dlrm_nb.model.checkpoint import load_checkpoint
+
+        torch.set_num_threads(source["threads"])
+        model, _ = load_checkpoint(source["checkpoint"])
+        predictor = Predictor(
+            model, precision=source["precision"], device=source["device"], compile=source["compile"]
+        )
+        send.send(
+            ("ok", run_loadgen(predictor, open_split(source["data_dir"], "test"), trace, settings, out))
+        )
+    except BaseException as exc:
+        send.send(("error", str(exc) if isinstance(exc, DlrmNbError) else repr(exc)))
+    finally:
+        send.close()
+
+
+def open_benchmark(
+    checkpoint: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    *,
+    precision: str = "fp32",
+    device: str = "cpu",
+    compile: bool = False,
+    aggregation: str = "quantile",
+    aggregation_size: int = 270,
+    aggregation_range: tuple[int, int] = (100, 700),
+    seed: int = 123,
+    max_pairs_in_split: int | None = None,
+    trace_path: str | os.PathLike | None = None,
+) -> Benchmark:
+    """Load a checkpoint and a prepared folder, check they fit, build the aggregation trace.
+
+    ``max_pairs_in_split`` uses only the first pairs of the split (short runs on big data).
+    With ``trace_path`` the trace is also written there in upstream's format.
+    """
+    from dlrm_nb.data.dataset import open_split, read_counts
+    from dlrm_nb.loadgen.aggregation import make_trace, write_trace
+    from dlrm_nb.model.checkpoint import load_checkpoint
+
+    split = open_split(data_dir, "test")
+    model, _ = load_checkpoint(checkpoint)
+    check_pair(model.arch.table_sizes, read_counts(data_dir), data_dir)
+    pairs = len(split) if max_pairs_in_split is None else min(len(split), max_pairs_in_split)
+    trace = make_trace(
+        pairs,
+        kind=aggregation,
+        size=aggregation_size,
+        low=aggregation_range[0],
+        high=aggregation_range[1],
+        seed=seed,
+    )
+    if trace_path is not None:
+        write_trace(trace_path, trace)
+    threads = usable_cores()
+    torch.set_num_threads(threads)  # one compute thread pool, no Python worker pools on top
+    source = {
+        "checkpoint": str(checkpoint),
+        "data_dir": str(data_dir),
+        "precision": precision,
+        "device": device,
+        "compile": compile,
+        "threads": threads,
+    }
+    check_precision_device(precision, device)  # fail here, not in the first LoadGen process
+    return Benchmark(split, trace, source)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,1 @@
+"""The model layer: DLRM, checkpoints, inference precisions, training the demo model."""

@@ -1,0 +1,1 @@
+"""The workbook layer: notebook parameters, the steps the notebooks call, pipeline, run folders, reports."""

@@ -1,0 +1,101 @@
+"""Display blocks: tables, markup, plots and notes that show themselves in a notebook
+(``_repr_html_`` / ``_repr_png_``) and render into a page (``to_html``)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from matplotlib.figure import Figure
+
+DPI = 100
+
+
+@dataclass
+class Table:
+    """A small HTML table: shows itself in a notebook and renders into a page."""
+
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    caption: str = ""
+
+    def to_html(self) -> str:
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_cell(value)}</td>" for value in row) + "</tr>" for row in self.rows
+        )
+        caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
+        return f'<table class="dlrm-nb">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, Markup):
+        return value.text
+    return html.escape(format_value(value))
+
+
+@dataclass(frozen=True)
+class Markup:
+    """HTML shown as is: in a table cell (links, badges) or on its own in a notebook."""
+
+    text: str
+
+    def _repr_html_(self) -> str:
+        return self.text
+
+
+def format_value(value: Any) -> str:
+    """Numbers for people: thousands separators, 3 significant decimals, ``—`` for missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value == 0 or abs(value) >= 100:
+            return f"{value:,.0f}" if abs(value) >= 100 else "0"
+        return f"{value:,.3g}" if abs(value) >= 0.01 else f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(v) for v in value)
+    return str(value)
+
+
+@dataclass
+class Plot:
+    """A matplotlib figure that shows itself as PNG in a notebook and embeds into a page."""
+
+    figure: Figure
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes:
+        return self.png()
+
+    def to_html(self) -> str:
+        data = base64.b64encode(self.png()).decode("ascii")
+        return f'<img class="dlrm-nb-plot" src="data:image/png;base64,{data}"/>'
+
+
+@dataclass
+class Note:
+    """A line of text in a notebook (for 'nothing to show')."""
+
+    text: str
+
+    def _repr_html_(self) -> str:
+        return f"<p><em>{html.escape(self.text)}</em></p>"
+
+    def to_html(self) -> str:
+        return self._repr_html_()

@@ -1,0 +1,131 @@
+"""The LoadGen harness with the real mlperf_loadgen on tiny data (golden model and split)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.loadgen.benchmark import open_benchmark
+from dlrm_nb.loadgen.qps_search import search_server_qps
+from dlrm_nb.loadgen.settings import LoadgenSettings
+from dlrm_nb.model.checkpoint import load_state_dict
+
+SHORT = {"min_duration_ms": 300, "max_duration_ms": 1500, "max_pairs": 256}
+
+
+@pytest.fixture(scope="module")
+def bench(golden: Path):
+    return open_benchmark(
+        golden / "model_tiny" / "checkpoint.pt",
+        golden / "prep_M1000_r0",
+        aggregation="fixed",
+        aggregation_size=5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("scenario", "extra"),
+    [("SingleStream", {}), ("MultiStream", {}), ("Server", {"target_qps": 50}), ("Offline", {})],
+)
+def test_each_scenario_yields_parsed_metrics(bench, tmp_path: Path, scenario: str, extra: dict) -> None:
+    settings = LoadgenSettings(scenario=scenario, **SHORT, **extra)
+    metrics = bench.run(settings, tmp_path)
+    folder = tmp_path / scenario / "performance"
+    assert json.loads((folder / "metrics.json").read_text())["scenario"] == scenario
+    assert (folder / "mlperf_log_summary.txt").exists() and (folder / "user.conf").exists()
+    assert metrics["samples_per_s"] > 0 and metrics["latency_ns"]["p99"] > 0
+    assert isinstance(metrics["valid"], bool)
+    assert metrics["sut"]["pairs"] == metrics["sut"]["samples"] * 5
+    assert metrics["pairs_per_s"] == pytest.approx(metrics["samples_per_s"] * 5)
+
+
+def test_accuracy_mode_auc_equals_direct_predictions(bench, tmp_path: Path) -> None:
+    metrics = bench.run(LoadgenSettings(scenario="Offline", mode="accuracy", **SHORT), tmp_path)
+    batch = bench.split.batch(slice(0, int(bench.trace[-1, 1])))
+    direct = bench.predictor.predict(torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)).numpy()
+    expected = roc_auc_score(batch.labels, direct)
+    assert metrics["accuracy"]["auc"] == pytest.approx(expected, abs=1e-6)
+    assert metrics["accuracy"]["total"] == len(direct)
+
+
+def test_failure_inside_predict_fails_the_run(bench, tmp_path: Path) -> None:
+    original = bench.predictor.predict
+
+    def broken(dense, ids):  # fine for the warm-up, fails inside the SUT's worker thread
+        if threading.current_thread() is threading.main_thread():
+            return original(dense, ids)
+        raise RuntimeError("out of memory, pretend")
+
+    bench.predictor.predict = broken
+    try:
+        with pytest.raises(
+            DlrmNbError, match=r"the model failed during the Offline run: .*out of memory, pretend"
+        ):
+            bench.run(LoadgenSettings(scenario="Offline", **SHORT), tmp_path, isolate=False)
+    finally:
+        bench.predictor.predict = original
+
+
+def test_qps_search_stops_within_its_budget(bench, tmp_path: Path) -> None:
+    calls = []
+
+    def probe(qps: float, final: bool):
+        calls.append(qps)
+        settings = LoadgenSettings(
+            scenario="Server", target_qps=qps, min_duration_ms=400, max_duration_ms=800, max_pairs=256
+        )
+        return bench.run(settings, tmp_path / f"p{len(calls)}")
+
+    started = time.perf_counter()
+    result = search_server_qps(probe, low=10, high=400, budget_s=20, probe_s=1.0)
+    assert time.perf_counter() - started <= 20
+    assert result.probes and len(calls) >= 2
+    assert all({"qps", "p99_ms", "valid"} <= set(row) for row in result.probes)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scenario": "Batch"}, "scenario 'Batch' is not one of SingleStream, MultiStream, Server, Offline"),
+        ({"mode": "submission"}, "mode 'submission' is not one of performance, accuracy"),
+        ({"scenario": "Server", "target_qps": 0}, "target_qps 0 must be > 0"),
+        ({"scenario": "Server", "target_qps": 10, "latency_ms": -1}, "latency_ms -1 must be > 0"),
+        ({"scenario": "Server"}, "scenario Server needs target_qps"),
+    ],
+)
+def test_bad_settings_fail_before_loadgen(kwargs: dict, message: str) -> None:
+    with pytest.raises(DlrmNbError, match=message.replace("(", r"\(")):
+        LoadgenSettings(**kwargs)
+
+
+def test_sample_count_above_the_data_is_refused(bench, tmp_path: Path) -> None:
+    with pytest.raises(DlrmNbError, match=r"performance_sample_count 5000 is more than the 100 aggregated"):
+        bench.run(LoadgenSettings(performance_sample_count=5000, **SHORT), tmp_path)
+    assert not (tmp_path / "Offline" / "performance" / "mlperf_log_summary.txt").exists()
+
+
+def test_mismatched_checkpoint_and_data(golden: Path, tmp_path: Path) -> None:
+    state, _ = load_state_dict(golden / "model_tiny" / "checkpoint.pt", mmap=False)
+    state["emb_l.3.weight"] = state["emb_l.3.weight"][:10].clone()
+    torch.save({"state_dict": state}, tmp_path / "small.pt")
+    with pytest.raises(
+        DlrmNbError, match=r"feature C4 has [\d,]+ distinct values but embedding table 3 only 10 rows"
+    ):
+        open_benchmark(tmp_path / "small.pt", golden / "prep_M1000_r0")
+    with pytest.raises(DlrmNbError, match="holds none of"):
+        open_benchmark(golden / "model_tiny" / "checkpoint.pt", tmp_path)
+
+
+def test_trace_is_written_in_upstream_format(golden: Path, tmp_path: Path) -> None:
+    path = tmp_path / "trace.txt"
+    open_benchmark(golden / "model_40M_arch" / "checkpoint.pt", golden / "prep_M1000_r0", trace_path=path)
+    assert path.read_text() == (golden / "accuracy" / "dlrm_trace_of_aggregated_samples.txt").read_text()
+    assert np.array_equal(np.loadtxt(path, delimiter=",", dtype=int)[:, :2][-1], [400, 500])
