@@ -29,3 +29,31 @@ class SettingsMismatchError(DlrmNbError):
 
 class ForeignOutputError(DlrmNbError):
     """An output folder that holds files this tool did not make."""
+
+
+class AccuracyLogError(DlrmNbError):
+    """An accuracy log, label source or trace that cannot be read or does not fit."""
+
+
+class LoadgenLogError(DlrmNbError):
+    """A run folder without LoadGen's logs, or logs that cannot be read."""
+
+
+class AggregationError(DlrmNbError):
+    """Bad aggregation settings or a malformed trace file."""
+
+
+class CheckpointError(DlrmNbError):
+    """A checkpoint that cannot be loaded safely, or does not fit the model."""
+
+
+class ParameterError(DlrmNbError):
+    """A notebook parameter or a params file entry is not valid."""
+
+
+class NotebookFailed(DlrmNbError):
+    """A notebook raised; the executed copy holds the traceback and papermill's error banner."""
+
+
+class OutputExistsError(DlrmNbError):
+    """An output that exists already; nothing the user made is overwritten without asking."""

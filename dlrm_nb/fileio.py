@@ -38,10 +38,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON with sorted keys, atomically."""
+def write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = True) -> None:
+    """Write ``obj`` as indented JSON (keys sorted unless ``sort_keys`` is false), atomically."""
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n", encoding="utf-8")
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:

@@ -24,7 +24,6 @@ at ``max(100_000, lines)``).
 from __future__ import annotations
 
 import gzip as gzip_module
-import json
 import math
 import os
 from collections.abc import Iterator
@@ -52,6 +51,8 @@ from dlrm_nb.data.criteo import (
     split_rows,
     terabyte_raw_name,
 )
+from dlrm_nb.exceptions import OutputExistsError, ParameterError
+from dlrm_nb.fileio import atomic_output, write_json
 from dlrm_nb.progress import Progress, progress_bar
 
 GENERATOR_VERSION = 1
@@ -179,7 +180,7 @@ class FilePlan:
 
 def _check_int(name: str, value: object, minimum: int, allowed: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r} is not valid: {allowed}")
+        raise ParameterError(f"{name}={value!r} is not valid: {allowed}")
     return int(value)
 
 
@@ -189,7 +190,7 @@ def _validate(
 ) -> tuple[str, int, int, int | None, int]:  # fmt: skip
     """Check the arguments; return (dataset, days, rows_per_day, test_day_rows, seed) resolved."""
     if dataset not in DATASETS:
-        raise ValueError(f"dataset={dataset!r} is not valid: use one of {', '.join(DATASETS)}")
+        raise ParameterError(f"dataset={dataset!r} is not valid: use one of {', '.join(DATASETS)}")
     layout = DATASETS[dataset]
     if days is None:
         days = layout.days
@@ -202,12 +203,12 @@ def _validate(
     rows_per_day = _check_int("rows_per_day", rows_per_day, 1, "use an integer >= 1")
     if dataset == KAGGLE.name:
         if test_day_rows is not None:
-            raise ValueError(
+            raise ParameterError(
                 f"test_day_rows={test_day_rows!r} is not valid for kaggle: leave it None "
                 "(the test day is the last of 7 line-count splits of train.txt)"
             )
         if days * rows_per_day < KAGGLE_SPLITS:
-            raise ValueError(
+            raise ParameterError(
                 f"days * rows_per_day = {days * rows_per_day} is too small for kaggle: "
                 f"train.txt needs at least {KAGGLE_SPLITS} lines (one per split)"
             )
@@ -221,7 +222,7 @@ def _validate(
         or not isinstance(cardinality_scale, (int, float))
         or not 0 < cardinality_scale <= MAX_CARDINALITY_SCALE
     ):
-        raise ValueError(
+        raise ParameterError(
             f"cardinality_scale={cardinality_scale!r} is not valid: use a number > 0 and "
             f"<= {MAX_CARDINALITY_SCALE} (it multiplies every vocabulary size)"
         )
@@ -245,10 +246,10 @@ def plan_files(
 def _refuse_existing(out_dir: Path, names: list[str]) -> None:
     existing = [name for name in names if (out_dir / name).exists()]
     if existing:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{out_dir / existing[0]} already exists"
             + (f" (and {len(existing) - 1} more output files)" if len(existing) > 1 else "")
-            + ": pass overwrite=True to replace it, or choose another output folder"
+            + ": choose another output folder (from Python: generate(..., overwrite=True) replaces them)"
         )
 
 
@@ -529,10 +530,6 @@ def _open_output(path: Path, gzip: bool) -> Iterator[BinaryIO]:
             yield packed
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def _write_file(
     path: Path, plan: FilePlan, model: Model, args: tuple[str, int], gzip: bool, bar: tqdm
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -540,31 +537,17 @@ def _write_file(
     dataset, seed = args
     labels: list[np.ndarray] = []
     probs: list[np.ndarray] = []
-    tmp = _atomic_path(path)
-    try:
-        with _open_output(tmp, gzip) as stream:
-            for day, lines in plan.segments:
-                rng = _stream(dataset, _PURPOSE_DAY, day, seed)
-                for chunk in _day_chunks(rng, lines, model):
-                    p = _sigmoid(_logits(chunk, model))
-                    label = (rng.random(chunk.rows) < p).astype(np.uint8)
-                    stream.write(format_lines(label, chunk, model))
-                    labels.append(label)
-                    probs.append(p.astype(np.float32))
-                    bar.update(chunk.rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, _open_output(tmp, gzip) as stream:
+        for day, lines in plan.segments:
+            rng = _stream(dataset, _PURPOSE_DAY, day, seed)
+            for chunk in _day_chunks(rng, lines, model):
+                p = _sigmoid(_logits(chunk, model))
+                label = (rng.random(chunk.rows) < p).astype(np.uint8)
+                stream.write(format_lines(label, chunk, model))
+                labels.append(label)
+                probs.append(p.astype(np.float32))
+                bar.update(chunk.rows)
     return np.concatenate(labels), np.concatenate(probs)
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = _atomic_path(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -623,7 +606,7 @@ def generate(
         test_day_rows: lines of the terabyte test day; default ``rows_per_day``. Kaggle: None.
         seed: random seed (>= 0); the same arguments give byte-identical files.
         gzip: write ``.gz`` files (same content, gzip-compressed).
-        overwrite: replace existing output files instead of raising ``FileExistsError``.
+        overwrite: replace existing output files instead of raising ``OutputExistsError``.
         cardinality_scale: factor on all vocabulary sizes.
         progress: show a progress bar.
 
@@ -674,5 +657,5 @@ def generate(
         "cardinality": [int(c) for c in model.cardinality],
         "edge_cases_per_day": list(EDGE_CASES),
     }
-    _write_json_atomic(out / SIDECAR_NAME, sidecar)
+    write_json(out / SIDECAR_NAME, sidecar, sort_keys=False)
     return sidecar

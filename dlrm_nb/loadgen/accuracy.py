@@ -25,16 +25,12 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from dlrm_nb.data.criteo import ACCURACY_TARGETS, REFERENCE_AUC
 from dlrm_nb.data.rawtext import read_line_blocks
-from dlrm_nb.exceptions import DlrmNbError, InputFileError, MalformedLineError
-from dlrm_nb.loadgen.aggregation import AggregationError, read_trace
+from dlrm_nb.exceptions import AccuracyLogError, AggregationError, InputFileError, MalformedLineError
+from dlrm_nb.loadgen.aggregation import read_trace
 
 RESPONSE_DTYPE = np.dtype("<f4")  # what LoadGen's response buffers hold
 ROC_POINTS = 500  # most points of the ROC curve kept for plotting
 _HEX_PER_FLOAT = 2 * RESPONSE_DTYPE.itemsize
-
-
-class AccuracyLogError(DlrmNbError):
-    """An accuracy log, label source or trace that cannot be read or does not fit."""
 
 
 # ----------------------------------------------------------------------------- responses

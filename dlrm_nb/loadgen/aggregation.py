@@ -28,16 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from dlrm_nb.data.criteo import DEFAULT_SEED
-from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.exceptions import AggregationError
 from dlrm_nb.fileio import atomic_output
 
 MLPERF_QUANTILES: tuple[int, ...] = (100, 100, *([200] * 12), 300, 300, 400, 500, 600, 700)
 TRACE_KINDS = ("quantile", "fixed", "uniform")
 _MIN_BLOCK = 64  # fewest sizes drawn at a time
-
-
-class AggregationError(DlrmNbError):
-    """Bad aggregation settings or a malformed trace file."""
 
 
 # ----------------------------------------------------------------------------- building traces

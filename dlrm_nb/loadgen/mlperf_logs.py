@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.exceptions import LoadgenLogError
 
 SUMMARY_NAME = "mlperf_log_summary.txt"
 DETAIL_NAME = "mlperf_log_detail.txt"
@@ -39,10 +39,6 @@ _PERCENTILE = re.compile(r"^(?P<pct>[\d.]+) percentile latency \(ns\)$")
 _DETAIL_PERCENTILE = re.compile(r"^result_(?P<pct>[\d.]+)_percentile_latency_ns$")
 # Headline numbers that are sample rates, by scenario (SingleStream prints queries/s of 1 sample).
 _RATE_LABELS = ("Samples per second", "Completed samples per second", "QPS w/ loadgen overhead")
-
-
-class LoadgenLogError(DlrmNbError):
-    """A run folder without LoadGen's logs, or logs that cannot be read."""
 
 
 # ----------------------------------------------------------------------------- summary

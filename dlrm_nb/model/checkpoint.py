@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.exceptions import CheckpointError, DlrmNbError
 from dlrm_nb.fileio import atomic_output
 from dlrm_nb.model.dlrm import DLRM, DlrmArch
 
@@ -38,10 +38,6 @@ SAFE_GLOBALS = [
     np.dtypes.Int32DType,
 ]
 CONVERTED_SUFFIX = ".mmap.pt"
-
-
-class CheckpointError(DlrmNbError):
-    """A checkpoint that cannot be loaded safely, or does not fit the model."""
 
 
 def load_state_dict(path: str | os.PathLike, *, mmap: bool = True) -> tuple[dict[str, torch.Tensor], dict]:

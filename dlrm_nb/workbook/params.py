@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dlrm_nb.data.criteo import DATASETS
-from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.exceptions import ParameterError
 from dlrm_nb.loadgen.aggregation import TRACE_KINDS
 from dlrm_nb.loadgen.settings import SCENARIOS
 from dlrm_nb.model.dlrm import PRESETS
@@ -39,10 +39,6 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 PIPELINE_PARAMETERS = ("run_dir", "progress")
 DATA_SOURCES = ("synthetic", "raw", "prepared")
 ENGINES = ("local", "dask")
-
-
-class ParameterError(DlrmNbError):
-    """A notebook parameter or a params file entry is not valid."""
 
 
 def section_name(notebook: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.exceptions import DlrmNbError, NotebookFailed
 from dlrm_nb.fileio import write_json
 from dlrm_nb.model.inference import check_precision_device
 from dlrm_nb.progress import check_progress
@@ -42,10 +42,6 @@ from dlrm_nb.workbook.runs import (
 )
 
 KERNEL_NAME = "python3"
-
-
-class NotebookFailed(DlrmNbError):
-    """A notebook raised; the executed copy holds the traceback and papermill's error banner."""
 
 
 @dataclass(frozen=True)

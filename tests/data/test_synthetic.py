@@ -20,6 +20,7 @@ from dlrm_nb.data.criteo import (
     terabyte_raw_name,
 )
 from dlrm_nb.data.synthetic import INT32_MAX, SIDECAR_NAME, generate
+from dlrm_nb.exceptions import OutputExistsError, ParameterError
 
 DAYS, ROWS, TEST_ROWS, SEED = 3, 2000, 3001, 7
 INT_RE = re.compile(rb"-?[0-9]+")
@@ -179,11 +180,11 @@ def test_gzip_same_content(tmp_path: Path, terabyte: tuple[Path, dict]) -> None:
 def test_refuses_to_overwrite(tmp_path: Path) -> None:
     _generate(tmp_path, days=2, rows_per_day=50, test_day_rows=None)
     before = (tmp_path / "day_1").read_bytes()
-    with pytest.raises(FileExistsError, match="day_0"):
+    with pytest.raises(OutputExistsError, match="day_0"):
         _generate(tmp_path, days=2, rows_per_day=50, test_day_rows=None, seed=SEED + 1)
     assert (tmp_path / "day_1").read_bytes() == before
     (tmp_path / "day_0").unlink()
-    with pytest.raises(FileExistsError, match="day_1"):
+    with pytest.raises(OutputExistsError, match="day_1"):
         _generate(tmp_path, days=2, rows_per_day=50, test_day_rows=None)
     _generate(tmp_path, days=2, rows_per_day=50, test_day_rows=None, seed=SEED + 1, overwrite=True)
     assert (tmp_path / "day_1").read_bytes() != before
@@ -221,7 +222,7 @@ def test_kaggle(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_arguments(tmp_path: Path, kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(ParameterError, match=re.escape(message)):
         generate(tmp_path, progress=False, **kwargs)
     assert not any(tmp_path.iterdir())
 
