@@ -3,19 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from dlrm_nb.data.criteo import DATASETS, DEFAULT_SEED
+from dlrm_nb.data.criteo import DATASETS, DEFAULT_SEED, SPLITS
+from dlrm_nb.data.preprocess import ENGINES, PrepareSettings
+from dlrm_nb.data.synthetic import generate
 from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.loadgen.aggregation import DEFAULT_FIXED_SIZE, TRACE_KINDS
+from dlrm_nb.loadgen.settings import (
+    MLPERF_PERFORMANCE_SAMPLES,
+    MODES,
+    QPS_SEARCH_BUDGET_S,
+    QPS_SEARCH_PROBE_MS,
+    SCENARIOS,
+    LoadgenSettings,
+)
+from dlrm_nb.model.settings import DEVICES, PRECISIONS, SCORE_BATCH_PAIRS, TrainSettings
+from dlrm_nb.progress import PROGRESS_STYLES
+
+
+def _default(settings: Any, name: str) -> Any:
+    """The default of ``name``: a field of a settings dataclass or a parameter of a function
+    (each default is stated once, where the work is done)."""
+    if dataclasses.is_dataclass(settings):
+        return next(f.default for f in dataclasses.fields(settings) if f.name == name)
+    return inspect.signature(settings).parameters[name].default
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from dlrm_nb.data.synthetic import generate
-
     sidecar = generate(
         args.out_dir,
         dataset=args.dataset,
@@ -30,7 +52,7 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from dlrm_nb.data.preprocess import PrepareSettings, output_summary, prepare
+    from dlrm_nb.data.preprocess import output_summary, prepare
 
     settings = PrepareSettings(
         max_ind_range=args.max_ind_range,
@@ -55,7 +77,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _train_demo(args: argparse.Namespace) -> None:
-    from dlrm_nb.model.train import TrainSettings, train_demo
+    from dlrm_nb.model.train import train_demo
 
     settings = TrainSettings(
         arch=args.arch,
@@ -111,8 +133,6 @@ def _benchmark(args: argparse.Namespace):
 
 
 def _settings(args: argparse.Namespace, **overrides):
-    from dlrm_nb.loadgen.settings import LoadgenSettings
-
     values = dict(
         scenario=args.scenario,
         mode=args.mode,
@@ -209,49 +229,97 @@ def _add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="DLRM checkpoint (upstream format or state_dict)")
     parser.add_argument("--data", required=True, help="prepared folder holding the test split")
     parser.add_argument("--run-dir", required=True, help="output folder: <scenario>/<mode>/ go below it")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32", help="arithmetic")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help="arithmetic")
+    parser.add_argument("--device", default=DEVICES[0], help="cpu, cuda or cuda:N")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
         "--aggregation",
-        choices=("quantile", "fixed", "uniform"),
-        default="quantile",
+        choices=TRACE_KINDS,
+        default=TRACE_KINDS[0],
         help="samples per query: MLPerf's quantile list, a fixed size, or uniform 100..700",
     )
-    parser.add_argument("--aggregation-size", type=int, default=270, help="pairs per sample (fixed)")
+    parser.add_argument(
+        "--aggregation-size", type=int, default=DEFAULT_FIXED_SIZE, help="pairs per sample (fixed)"
+    )
     parser.add_argument("--max-pairs-in-split", type=int, default=None, help="use only the first pairs")
     parser.add_argument(
-        "--mode", choices=("performance", "accuracy"), default="performance", help="LoadGen mode"
+        "--mode", choices=tuple(MODES), default=_default(LoadgenSettings, "mode"), help="LoadGen mode"
     )
     parser.add_argument("--target-qps", type=float, default=None, help="Server rate / Offline expected rate")
-    parser.add_argument("--latency-ms", type=float, default=30.0, help="Server p99 bound (30 v1, 60 today)")
-    parser.add_argument("--min-duration-ms", type=int, default=5000, help="shortest run")
-    parser.add_argument("--max-duration-ms", type=int, default=60000, help="longest run")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=_default(LoadgenSettings, "latency_ms"),
+        help="Server p99 bound (30 v1, 60 today)",
+    )
+    parser.add_argument(
+        "--min-duration-ms",
+        type=int,
+        default=_default(LoadgenSettings, "min_duration_ms"),
+        help="shortest run",
+    )
+    parser.add_argument(
+        "--max-duration-ms",
+        type=int,
+        default=_default(LoadgenSettings, "max_duration_ms"),
+        help="longest run",
+    )
     parser.add_argument("--max-query-count", type=int, default=None, help="stop after this many queries")
     parser.add_argument(
-        "--samples", type=int, default=None, help="performance_sample_count (default 204800 capped)"
+        "--samples",
+        type=int,
+        default=None,
+        help=f"performance_sample_count (default {MLPERF_PERFORMANCE_SAMPLES} capped by the data)",
     )
-    parser.add_argument("--max-pairs", type=int, default=8192, help="pairs per forward")
+    parser.add_argument(
+        "--max-pairs", type=int, default=_default(LoadgenSettings, "max_pairs"), help="pairs per forward"
+    )
     parser.add_argument("--official", action="store_true", help="MLPerf's durations and counts (600 s runs)")
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Option help ends with the default it falls back on (when there is one to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.option_strings and not any(
+            action.default is v for v in (None, False, argparse.SUPPRESS)
+        )
+        return f"{text} (default: %(default)s)" if shown and "default" not in text else text
+
+
+def _add_command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=help, formatter_class=_HelpWithDefaults)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dlrm-nb", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    synth = commands.add_parser("synth", help="write synthetic raw Criteo files with a planted signal")
+    synth = _add_command(commands, "synth", help="write synthetic raw Criteo files with a planted signal")
     synth.add_argument("out_dir", metavar="OUT_DIR", help="folder for the raw files and synthetic.json")
-    synth.add_argument("--dataset", choices=sorted(DATASETS), default="terabyte", help="file layout to write")
+    synth.add_argument(
+        "--dataset",
+        choices=sorted(DATASETS),
+        default=_default(generate, "dataset"),
+        help="file layout to write",
+    )
     synth.add_argument(
         "--days", type=int, default=None, help="day files (default: 24 Terabyte, 7 Kaggle splits)"
     )
-    synth.add_argument("--rows-per-day", type=int, default=2000, help="lines per training day")
+    synth.add_argument(
+        "--rows-per-day", type=int, default=_default(generate, "rows_per_day"), help="lines per training day"
+    )
     synth.add_argument("--test-day-rows", type=int, default=None, help="lines of the last (test) day")
-    synth.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same bytes)")
+    synth.add_argument(
+        "--seed", type=int, default=_default(generate, "seed"), help="generator seed (same seed, same bytes)"
+    )
     synth.add_argument("--gzip", action="store_true", help="write day_N.gz / train.txt.gz")
     synth.set_defaults(run=_synth)
 
-    prep = commands.add_parser("prepare", help="raw day files -> upstream's preprocessed npz and .bin files")
+    prep = _add_command(
+        commands, "prepare", help="raw day files -> upstream's preprocessed npz and .bin files"
+    )
     prep.add_argument(
         "raw_dir", metavar="RAW_DIR", help="folder with day_0..day_23 (or train.txt), plain or .gz"
     )
@@ -265,17 +333,17 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument(
         "--sub-sample-rate",
         type=float,
-        default=0.0,
+        default=_default(PrepareSettings, "sub_sample_rate"),
         help="drop label-0 lines with this probability (0.875 for tb0875_10M)",
     )
     prep.add_argument("--seed", type=int, default=DEFAULT_SEED, help="numpy RandomState seed (upstream: 123)")
-    prep.add_argument("--dataset", choices=sorted(DATASETS), default="terabyte", help="raw layout")
+    prep.add_argument(
+        "--dataset", choices=sorted(DATASETS), default=_default(PrepareSettings, "dataset"), help="raw layout"
+    )
     prep.add_argument(
         "--days", type=int, default=None, help="number of days (default: 24 Terabyte, 7 Kaggle)"
     )
-    prep.add_argument(
-        "--engine", choices=("local", "dask"), default="local", help="run days in-process or on Dask"
-    )
+    prep.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help="run days in-process or on Dask")
     prep.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (engine dask)")
     prep.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (engine dask)")
     prep.add_argument(
@@ -290,54 +358,82 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.set_defaults(run=_prepare)
 
-    train = commands.add_parser(
-        "train-demo", help="train the demo DLRM on prepared data (upstream checkpoint)"
+    train = _add_command(
+        commands, "train-demo", help="train the demo DLRM on prepared data (upstream checkpoint)"
     )
     train.add_argument(
         "data_dir", metavar="DATA_DIR", help="prepared folder, made with prepare --write-train"
     )
     train.add_argument("out", metavar="OUT.pt", help="checkpoint to write (never overwritten)")
-    train.add_argument("--arch", default="tb00_40M", help="architecture preset: tb00_40M, tb0875_10M, kaggle")
-    train.add_argument("--seed", type=int, default=0, help="seed (same seed and settings, same checkpoint)")
-    train.add_argument("--epochs", type=float, default=1.0, help="passes over the training split")
-    train.add_argument("--batch-size", type=int, default=512, help="pairs per training step")
-    train.add_argument("--minutes", type=float, default=10.0, help="stop training after this many minutes")
+    train.add_argument(
+        "--arch",
+        default=_default(TrainSettings, "arch"),
+        help="architecture preset: tb00_40M, tb0875_10M, kaggle",
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=_default(TrainSettings, "seed"),
+        help="seed (same seed and settings, same checkpoint)",
+    )
+    train.add_argument(
+        "--epochs",
+        type=float,
+        default=_default(TrainSettings, "epochs"),
+        help="passes over the training split",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=_default(TrainSettings, "batch_size"),
+        help="pairs per training step",
+    )
+    train.add_argument(
+        "--minutes",
+        type=float,
+        default=_default(TrainSettings, "max_minutes"),
+        help="stop training after this many minutes",
+    )
     train.set_defaults(run=_train_demo)
 
-    score = commands.add_parser(
-        "score", help="predictions and AUC straight from a checkpoint, without LoadGen"
+    score = _add_command(
+        commands, "score", help="predictions and AUC straight from a checkpoint, without LoadGen"
     )
     score.add_argument("--checkpoint", required=True, help="upstream-format checkpoint or state_dict (.pt)")
     score.add_argument("--data", required=True, help="prepared folder (.bin splits or upstream's npz)")
     score.add_argument(
         "--out", required=True, help="where to write float32 predictions (.npy), in file order"
     )
-    score.add_argument("--split", choices=("test", "val"), default="test", help="which half of the test day")
+    score.add_argument("--split", choices=SPLITS, default=SPLITS[0], help="which half of the test day")
     score.add_argument("--count", type=int, default=None, help="only the first COUNT pairs")
-    score.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32", help="arithmetic")
-    score.add_argument("--device", default="cpu", help="cpu or cuda")
-    score.add_argument("--batch-size", type=int, default=16384, help="pairs per forward")
+    score.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help="arithmetic")
+    score.add_argument("--device", default=DEVICES[0], help="cpu, cuda or cuda:N")
+    score.add_argument("--batch-size", type=int, default=SCORE_BATCH_PAIRS, help="pairs per forward")
     score.add_argument("--compile", action="store_true", help="torch.compile the model first")
     score.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
     score.set_defaults(run=_score)
 
-    loadgen = commands.add_parser("loadgen", help="one MLPerf LoadGen run (scenario, mode) with metrics.json")
+    loadgen = _add_command(
+        commands, "loadgen", help="one MLPerf LoadGen run (scenario, mode) with metrics.json"
+    )
     _add_benchmark_arguments(loadgen)
     loadgen.add_argument(
         "--scenario",
-        choices=("SingleStream", "MultiStream", "Server", "Offline"),
-        default="Offline",
+        choices=SCENARIOS,
+        default=_default(LoadgenSettings, "scenario"),
         help="LoadGen scenario",
     )
     loadgen.set_defaults(run=_loadgen)
 
-    search = commands.add_parser("qps-search", help="highest valid Server QPS under the latency bound")
+    search = _add_command(commands, "qps-search", help="highest valid Server QPS under the latency bound")
     _add_benchmark_arguments(search)
-    search.add_argument("--budget-s", type=float, default=120.0, help="total time for the search")
-    search.add_argument("--probe-ms", type=int, default=5000, help="duration of each probe")
+    search.add_argument(
+        "--budget-s", type=float, default=QPS_SEARCH_BUDGET_S, help="total time for the search"
+    )
+    search.add_argument("--probe-ms", type=int, default=QPS_SEARCH_PROBE_MS, help="duration of each probe")
     search.set_defaults(run=_qps_search, scenario="Server")
 
-    accuracy = commands.add_parser("accuracy", help="AUC from a LoadGen accuracy log (upstream's line)")
+    accuracy = _add_command(commands, "accuracy", help="AUC from a LoadGen accuracy log (upstream's line)")
     accuracy.add_argument("log", metavar="LOG.json", help="mlperf_log_accuracy.json")
     accuracy.add_argument(
         "--day-23-file", default=None, help="labels from this raw day file (predictions-only logs)"
@@ -347,8 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     accuracy.set_defaults(run=_accuracy)
 
-    run = commands.add_parser(
-        "run", help="the whole workbook: every notebook through papermill into a new results/<run-id>/"
+    run = _add_command(
+        commands,
+        "run",
+        help="the whole workbook: every notebook through papermill into a new results/<run-id>/",
     )
     run.add_argument("params", metavar="PARAMS.yaml", help="parameter set, e.g. params/demo.yaml")
     run.add_argument(
@@ -363,20 +461,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", default=None, help="name of the run folder (default <params>-<time>)")
     run.add_argument("--results", default=None, help="results folder (default: the project's results/)")
     run.add_argument(
-        "--progress", choices=("text", "off"), default="text", help="progress bars in the notebooks"
+        "--progress",
+        choices=PROGRESS_STYLES[1:],
+        default=PROGRESS_STYLES[1],
+        help="progress bars in the notebooks",
     )
     run.set_defaults(run=_run)
 
-    report = commands.add_parser("report", help="(re)render report.html of runs and results/index.html")
+    report = _add_command(commands, "report", help="(re)render report.html of runs and results/index.html")
     report.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run folders (none: only the index)")
     report.add_argument("--results", default=None, help="results folder (default: the project's results/)")
     report.set_defaults(run=_report)
 
-    params = commands.add_parser(
-        "params", help="the notebooks' parameters as Markdown (the README's reference)"
+    params = _add_command(
+        commands, "params", help="the notebooks' parameters as Markdown (docs/parameters.md)"
     )
     params.add_argument(
-        "--write", metavar="README.md", default=None, help="replace the reference block in it"
+        "--write",
+        metavar="FILE.md",
+        default=None,
+        help="replace the reference block in it (docs/parameters.md)",
     )
     params.set_defaults(run=_params)
     return parser
@@ -384,8 +488,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "days", None) is None and args.command == "synth":
-        args.days = DATASETS[args.dataset].days
     try:
         args.run(args)
     except DlrmNbError as exc:

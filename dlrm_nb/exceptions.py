@@ -7,6 +7,15 @@ class DlrmNbError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
+class InvalidValueError(DlrmNbError):
+    """A setting outside what is allowed; ``allowed`` says what is (the notebooks' parameter
+    checks and the command line apply the same rules and show the same words)."""
+
+    def __init__(self, name: str, value: object, allowed: str) -> None:
+        self.name, self.value, self.allowed = name, value, allowed
+        super().__init__(f"{name} {value!r} is not valid: {allowed}")
+
+
 class MalformedLineError(DlrmNbError):
     """A raw Criteo line that cannot be parsed."""
 

@@ -24,13 +24,13 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # what progress_bar returns (tqdm.auto's bars derive from it)
 
 from dlrm_nb.data.criteo import (
     BIN_DTYPE,
@@ -50,13 +50,20 @@ from dlrm_nb.data.dictionaries import FirstSeenRanks
 from dlrm_nb.data.manifest import WORK_DIR_NAME, input_record, open_output_folder, save_manifest
 from dlrm_nb.data.rawtext import ParsedBlock, block_parsers, call, count_lines, ordered_map
 from dlrm_nb.data.shuffle import plan_shuffle
-from dlrm_nb.exceptions import DlrmNbError, InputFileError
+from dlrm_nb.exceptions import DlrmNbError, InputFileError, InvalidValueError
 from dlrm_nb.fileio import atomic_output, remove_stale_temps, save_npz, save_npz_from_npy_files, write_json
 from dlrm_nb.progress import Progress, progress_bar
 
 ENGINES = ("local", "dask")
 PARSE_THREADS = 2  # local engine: blocks parsed ahead, in parallel, while the main thread ranks ids
 _ROWS_PER_WRITE = 1 << 20
+
+
+def check_sub_sample_rate(rate: float) -> float:
+    """``rate`` when it is a probability of dropping a label-0 line: 0 <= rate < 1."""
+    if not 0.0 <= rate < 1.0:
+        raise InvalidValueError("sub_sample_rate", rate, "need 0 <= rate < 1 (0.875 for tb0875_10M)")
+    return rate
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,7 @@ class PrepareSettings:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise DlrmNbError(f"dataset {self.dataset!r} is not one of {', '.join(DATASETS)}")
-        if not 0.0 <= self.sub_sample_rate < 1.0:
-            raise DlrmNbError(f"sub_sample_rate {self.sub_sample_rate} is not in [0, 1)")
+        check_sub_sample_rate(self.sub_sample_rate)
         if self.days is not None and self.days < 2:
             raise DlrmNbError(f"days {self.days} is too few: at least one training day and the test day")
         if not isinstance(self.max_ind_range, int):
@@ -299,10 +305,18 @@ def _rng_from_state(state: dict[str, Any] | None, settings: PrepareSettings) -> 
     return rng
 
 
+@overload
+def _rng_state_dict(rng: np.random.RandomState) -> dict[str, Any]: ...
+@overload
+def _rng_state_dict(rng: None) -> None: ...
+@overload
+def _rng_state_dict(rng: np.random.RandomState | None) -> dict[str, Any] | None: ...
 def _rng_state_dict(rng: np.random.RandomState | None) -> dict[str, Any] | None:
     if rng is None:
         return None
-    name, keys, pos, has_gauss, cached = rng.get_state()
+    # numpy's stubs say get_state() is a dict: it is the legacy tuple unless legacy=False
+    legacy = cast("tuple[str, np.ndarray, int, int, float]", rng.get_state())
+    name, keys, pos, has_gauss, cached = legacy
     return {
         "name": name,
         "keys": keys.tolist(),
@@ -390,7 +404,8 @@ def _feed(dictionaries: list[FirstSeenRanks], work_dir: Path, day: int) -> list[
 def _tick(bar: tqdm, summary: dict[str, Any]) -> None:
     """Advance the overall bar by one finished day and show the lines/s so far."""
     bar.update(1)
-    lines = bar.postfix_lines = getattr(bar, "postfix_lines", 0) + summary["lines"]
+    lines = getattr(bar, "postfix_lines", 0) + summary["lines"]
+    bar.postfix_lines = lines  # type: ignore[attr-defined]  # this module's running total, kept on the bar
     elapsed = max(bar.format_dict["elapsed"], 1e-9)
     bar.set_postfix(lines=f"{lines:,}", lines_per_s=f"{lines / elapsed:,.0f}")
 
@@ -536,7 +551,7 @@ def finalize(
     ``dictionaries`` are given) and write every output file."""
     layout = settings.layout
     merged = dictionaries is not None
-    if not merged:
+    if dictionaries is None:
         dictionaries = [FirstSeenRanks(settings.max_ind_range) for _ in range(N_CAT)]
     day_maps: dict[int, list[np.ndarray] | None] = {}
     days = progress_bar(
@@ -622,10 +637,12 @@ class _MappedRecords:
 
     def slice(self, start: int, end: int) -> np.ndarray:
         """Rows int32 [end - start, 40] with global ranks."""
+        assert self._rows is not None  # only a day with no rows has none, and it is never sliced
         return self._mapped(np.array(self._rows[start:end]))
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Rows int32 [len(rows), 40] at the given indices, with global ranks."""
+        assert self._rows is not None  # only a day with no rows has none, and no row is taken from it
         return self._mapped(self._rows[rows])
 
     def _mapped(self, rows: np.ndarray) -> np.ndarray:
@@ -664,7 +681,7 @@ def _write_bin(path: Path, records: _MappedRecords, start: int, end: int) -> Non
             f.write(rows.astype(BIN_DTYPE, copy=False).tobytes())
 
 
-def _write_bins(path: Path, parts: list[_MappedRecords]) -> None:
+def _write_bins(path: Path, parts: Sequence[_MappedRecords]) -> None:
     """The MLPerf ``.bin`` of several days' rows, back to back."""
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         for records in parts:

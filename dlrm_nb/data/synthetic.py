@@ -36,7 +36,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from dlrm_nb.data.criteo import (
@@ -558,6 +557,8 @@ def _auc(labels: np.ndarray, probs: np.ndarray) -> float | None:
     """ROC AUC of the true probabilities, or None when the lines hold only one class."""
     if labels.size == 0 or labels.min() == labels.max():
         return None
+    from sklearn.metrics import roc_auc_score  # 2 s to import: only when the AUC is computed
+
     return float(roc_auc_score(labels, probs))
 
 

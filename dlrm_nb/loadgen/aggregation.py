@@ -33,6 +33,10 @@ from dlrm_nb.fileio import atomic_output
 
 MLPERF_QUANTILES: tuple[int, ...] = (100, 100, *([200] * 12), 300, 300, 400, 500, 600, 700)
 TRACE_KINDS = ("quantile", "fixed", "uniform")
+#: Pairs per sample of the ``fixed`` kind by default: the mean of MLPerf's quantile list.
+DEFAULT_FIXED_SIZE = 270
+#: Pairs per sample of the ``uniform`` kind by default: the range of MLPerf's quantile list.
+DEFAULT_UNIFORM_RANGE = (100, 700)
 _MIN_BLOCK = 64  # fewest sizes drawn at a time
 
 
@@ -160,13 +164,16 @@ class AggregationSpec:
                     f"{'fixed' if name == 'size' else 'uniform'}); leave it out"
                 )
         if self.kind == "uniform":
+            assert self.low is not None and self.high is not None  # checked just above
             uniform_trace(1, self.low, self.high, self.seed)  # validates low <= high
 
     def trace(self, n_pairs: int) -> np.ndarray:
         """The trace of ``n_pairs`` pairs: int64 ``[S, 2]`` of ``(start, end)``."""
         if self.kind == "fixed":
+            assert self.size is not None  # __post_init__: fixed needs size
             return fixed_trace(n_pairs, self.size)
         if self.kind == "uniform":
+            assert self.low is not None and self.high is not None  # __post_init__: uniform needs both
             return uniform_trace(n_pairs, self.low, self.high, self.seed)
         return quantile_trace(n_pairs, self.seed)
 

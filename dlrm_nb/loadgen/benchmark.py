@@ -13,6 +13,7 @@ import torch
 
 from dlrm_nb.data.dataset import CriteoSplit
 from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.loadgen.aggregation import DEFAULT_FIXED_SIZE, DEFAULT_UNIFORM_RANGE
 from dlrm_nb.loadgen.runner import run_loadgen
 from dlrm_nb.loadgen.settings import LoadgenSettings
 from dlrm_nb.model.checkpoint import check_pair
@@ -107,8 +108,8 @@ def open_benchmark(
     device: str = "cpu",
     compile: bool = False,
     aggregation: str = "quantile",
-    aggregation_size: int = 270,
-    aggregation_range: tuple[int, int] = (100, 700),
+    aggregation_size: int = DEFAULT_FIXED_SIZE,
+    aggregation_range: tuple[int, int] = DEFAULT_UNIFORM_RANGE,
     seed: int = 123,
     max_pairs_in_split: int | None = None,
     trace_path: str | os.PathLike | None = None,

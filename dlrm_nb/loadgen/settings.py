@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.exceptions import DlrmNbError, InvalidValueError
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
 
@@ -33,8 +33,28 @@ EARLY_STOPPING_MIN_QUERIES = MappingProxyType(
 )
 
 
+#: The Server QPS search's defaults: its whole time, and the length of each probe.
+QPS_SEARCH_BUDGET_S = 120.0
+QPS_SEARCH_PROBE_MS = 5000
+
 #: Samples per query of the streaming scenarios (LoadGen's defaults for MultiStream).
 STREAM_SAMPLES = MappingProxyType({"SingleStream": 1, "MultiStream": 8})
+
+
+def check_latency_ms(latency_ms: float) -> float:
+    """``latency_ms`` when it can bound Server's p99 (MLPerf: 30 ms for DLRM v1)."""
+    if not latency_ms > 0:
+        raise InvalidValueError("latency_ms", latency_ms, "need a number > 0 (MLPerf: 30 ms for DLRM)")
+    return latency_ms
+
+
+def check_durations(min_duration_ms: int, max_duration_ms: int) -> None:
+    """A run's bounds in ms: 0 <= min <= max and max > 0."""
+    if min_duration_ms < 0:
+        raise InvalidValueError("min_duration_ms", min_duration_ms, "need a whole number >= 0")
+    if max_duration_ms < max(1, min_duration_ms):
+        allowed = f"need a whole number >= {max(1, min_duration_ms)} (at least min_duration_ms, and > 0)"
+        raise InvalidValueError("max_duration_ms", max_duration_ms, allowed)
 
 
 @dataclass(frozen=True)
@@ -66,21 +86,12 @@ class LoadgenSettings:
             raise DlrmNbError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.target_qps is not None and not self.target_qps > 0:
             raise DlrmNbError(f"target_qps {self.target_qps} must be > 0")
-        if not self.latency_ms > 0:
-            raise DlrmNbError(f"latency_ms {self.latency_ms} must be > 0")
+        check_latency_ms(self.latency_ms)
         if self.expected_latency_ms is not None and not self.expected_latency_ms > 0:
             raise DlrmNbError(
                 f"expected_latency_ms {self.expected_latency_ms} must be > 0 (or None: measured)"
             )
-        if (
-            self.min_duration_ms < 0
-            or self.max_duration_ms <= 0
-            or self.max_duration_ms < self.min_duration_ms
-        ):
-            raise DlrmNbError(
-                f"durations min {self.min_duration_ms} ms, max {self.max_duration_ms} ms: "
-                "need 0 <= min <= max and max > 0"
-            )
+        check_durations(self.min_duration_ms, self.max_duration_ms)
         if self.max_pairs < 1:
             raise DlrmNbError(f"max_pairs {self.max_pairs} must be >= 1")
         if self.scenario == "Server" and self.target_qps is None:
@@ -109,6 +120,7 @@ class LoadgenSettings:
             queries = max(self.min_query_count, EARLY_STOPPING_MIN_QUERIES.get(self.scenario, 1))
             longest = self.max_duration_ms
             if self.scenario == "Server":  # leave time for the early-stopping queries at this rate
+                assert self.target_qps is not None  # __post_init__: Server needs target_qps
                 longest = max(longest, math.ceil(1500 * queries / self.target_qps))
             lines += [
                 f"{scenario}.min_duration = {self.min_duration_ms}",

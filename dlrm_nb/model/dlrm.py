@@ -114,6 +114,8 @@ class DotInteraction(nn.Module):
     [B, N, D] -> [B, P]; P = N (N - 1) / 2 (351 for N = 27).
     """
 
+    flat_index: torch.Tensor  # a buffer (not saved in the state dict)
+
     def __init__(self, vectors: int = N_CAT + 1) -> None:
         super().__init__()
         rows, cols = torch.tril_indices(vectors, vectors, offset=-1)

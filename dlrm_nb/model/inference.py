@@ -14,19 +14,15 @@ from dlrm_nb.data.criteo import ACCURACY_TARGETS, N_DENSE
 from dlrm_nb.data.dataset import Batch, CriteoSplit
 from dlrm_nb.exceptions import DlrmNbError
 from dlrm_nb.model.dlrm import DLRM
+from dlrm_nb.model.settings import SCORE_BATCH_PAIRS, check_device_name, check_precision
 from dlrm_nb.progress import Progress, progress_bar
 
-PRECISIONS = ("fp32", "bf16", "int8")
-DEVICES = ("cpu", "cuda")
 CPU_SLICE = 1024  # pairs per forward on the CPU: larger batches run as slices of this size
 
 
 def resolve_device(device: str) -> torch.device:
     """``cpu`` or ``cuda`` (``cuda:N``); a clear error when CUDA is asked for and absent."""
-    kind = device.split(":")[0]
-    if kind not in DEVICES:
-        raise DlrmNbError(f"device {device!r} is not one of {', '.join(DEVICES)}")
-    if kind == "cuda" and not torch.cuda.is_available():
+    if check_device_name(device) != "cpu" and not torch.cuda.is_available():
         raise DlrmNbError(
             f"device {device!r} was asked for but CUDA is not available (torch {torch.__version__}, "
             f"built with CUDA {torch.version.cuda or 'none'}); "
@@ -37,14 +33,8 @@ def resolve_device(device: str) -> torch.device:
 
 def check_precision_device(precision: str, device: str) -> torch.device:
     """The device, once ``precision`` is known and runs there (int8 is CPU-only)."""
-    if precision not in PRECISIONS:
-        raise DlrmNbError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    resolved = resolve_device(device)
-    if precision == "int8" and resolved.type != "cpu":
-        raise DlrmNbError(
-            "precision int8 (dynamic quantization) runs on the CPU only; use fp32 or bf16 on cuda"
-        )
-    return resolved
+    check_precision(precision, device)
+    return resolve_device(device)
 
 
 class Predictor:
@@ -111,7 +101,7 @@ def predict_split(
     split: CriteoSplit,
     *,
     count: int | None = None,
-    batch_size: int = 16384,
+    batch_size: int = SCORE_BATCH_PAIRS,
     progress: Progress = True,
 ) -> np.ndarray:
     """Predictions float32 [count] of the first ``count`` rows of ``split`` (default all), in file order."""

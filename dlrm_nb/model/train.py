@@ -12,7 +12,6 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +27,8 @@ from dlrm_nb.exceptions import DlrmNbError
 from dlrm_nb.model.checkpoint import save_checkpoint
 from dlrm_nb.model.dlrm import DLRM, preset
 from dlrm_nb.model.inference import Predictor, predict_split
+from dlrm_nb.model.settings import TrainSettings
 from dlrm_nb.progress import Progress, progress_bar
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """How the demo model is trained; the same settings and seed give the same checkpoint."""
-
-    arch: str = "tb00_40M"
-    seed: int = 0
-    epochs: float = 1.0  # passes over the training split
-    batch_size: int = 512
-    learning_rate: float = 2e-3
-    max_minutes: float = 10.0  # safety stop; a run cut short by it is not reproducible
-    max_train_rows: int | None = None  # use only the first rows of the training split
 
 
 def _data_tables(data_dir: Path) -> list[int]:
@@ -78,7 +65,7 @@ def _init_like_upstream(model: DLRM, generator: torch.Generator) -> None:
 def train_demo(
     data_dir: str | os.PathLike,
     out: str | os.PathLike,
-    settings: TrainSettings = TrainSettings(),
+    settings: TrainSettings | None = None,
     *,
     progress: Progress = True,
 ) -> dict[str, Any]:
@@ -86,6 +73,7 @@ def train_demo(
 
     Returns a summary: steps, seconds, pairs/s, training loss, test AUC.
     """
+    settings = settings or TrainSettings()
     data_dir, out = Path(data_dir), Path(out)
     if out.exists():
         raise DlrmNbError(f"{out} exists; choose a new file name (checkpoints are never overwritten)")

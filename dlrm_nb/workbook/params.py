@@ -18,18 +18,19 @@ import ast
 import dataclasses
 import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from dlrm_nb.data.criteo import DATASETS
-from dlrm_nb.exceptions import ParameterError
+from dlrm_nb.data.preprocess import ENGINES, check_sub_sample_rate
+from dlrm_nb.exceptions import InvalidValueError, ParameterError
 from dlrm_nb.loadgen.aggregation import TRACE_KINDS
-from dlrm_nb.loadgen.settings import SCENARIOS
+from dlrm_nb.loadgen.settings import SCENARIOS, check_durations, check_latency_ms
 from dlrm_nb.model.dlrm import PRESETS
-from dlrm_nb.model.inference import PRECISIONS
+from dlrm_nb.model.settings import check_device_name, check_precision
 from dlrm_nb.progress import PROGRESS_STYLES
 
 #: The workbook's notebooks, in the order the pipeline runs them.
@@ -38,7 +39,6 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 #: Parameters the pipeline sets in every notebook; params files may not set them.
 PIPELINE_PARAMETERS = ("run_dir", "progress")
 DATA_SOURCES = ("synthetic", "raw", "prepared")
-ENGINES = ("local", "dask")
 
 
 def section_name(notebook: str) -> str:
@@ -86,8 +86,7 @@ class PrepareDataParameters(CommonParameters):
         _at_least(self, "synthetic_rows_per_day", 1)
         _at_least(self, "synthetic_test_day_rows", 2)
         _at_least(self, "dask_workers", 1)
-        if not 0.0 <= self.sub_sample_rate < 1.0:
-            raise _bad(self, "sub_sample_rate", "need 0 <= rate < 1 (0.875 for tb0875_10M)")
+        _delegate(self, "sub_sample_rate", check_sub_sample_rate)
         if self.data_source == "raw":
             _existing_folder(self, "raw_dir", "the folder holding day_0..day_23 or train.txt")
         if self.data_source == "prepared":
@@ -119,10 +118,8 @@ class LoadModelParameters(CommonParameters):
         if self.checkpoint and not Path(self.checkpoint).expanduser().is_file():
             raise _bad(self, "checkpoint", "no such file; give a .pt file, or '' to train the demo model")
         _choice(self, "arch", tuple(PRESETS))
-        _choice(self, "precision", PRECISIONS)
         _choice(self, "aggregation", TRACE_KINDS)
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            raise _bad(self, "device", "use cpu, cuda or cuda:N")
+        _delegate(self, "device", check_device_name)
         for name in ("train_epochs", "train_max_minutes"):
             if not getattr(self, name) > 0:
                 raise _bad(self, name, "need a number > 0")
@@ -134,16 +131,10 @@ class LoadModelParameters(CommonParameters):
             raise _bad(self, "throughput_seconds", "need a number >= 0 (0 skips the measurement)")
         if any(size < 1 for size in self.throughput_batch_sizes):
             raise _bad(self, "throughput_batch_sizes", "every batch size must be >= 1")
-        if self.precision == "int8" and self.device != "cpu":
-            raise _bad(
-                self, "precision", "int8 (dynamic quantization) runs on the CPU only; use fp32 or bf16"
-            )
-        for precision in self.throughput_precisions:
-            if precision == "int8" and self.device != "cpu":
-                raise _bad(self, "throughput_precisions", "int8 runs on the CPU only; list fp32 and bf16")
-            if precision not in PRECISIONS:
-                allowed = ", ".join(PRECISIONS)
-                raise _bad(self, "throughput_precisions", f"{precision!r} is not one of {allowed}")
+        _delegate(self, "precision", lambda precision: check_precision(precision, self.device))
+        _delegate(
+            self, "throughput_precisions", lambda names: [check_precision(n, self.device) for n in names]
+        )
 
 
 @dataclass(frozen=True)
@@ -167,14 +158,13 @@ class RunScenariosParameters(CommonParameters):
         if len(set(self.scenarios)) != len(self.scenarios):
             raise _bad(self, "scenarios", "name each scenario once")
         _at_least(self, "min_duration_ms", 0)
-        _at_least(self, "max_duration_ms", max(1, self.min_duration_ms))
+        _delegate(self, "max_duration_ms", lambda longest: check_durations(self.min_duration_ms, longest))
         _at_least(self, "performance_sample_count", 0)
         _at_least(self, "qps_search_probe_ms", 100)
         if not self.server_target_qps >= 0:
             allowed = "need a number >= 0 (0: the QPS search's best, else half the Offline rate)"
             raise _bad(self, "server_target_qps", allowed)
-        if not self.server_latency_ms > 0:
-            raise _bad(self, "server_latency_ms", "need a number > 0 (MLPerf: 30 ms for DLRM)")
+        _delegate(self, "server_latency_ms", check_latency_ms)
         if not self.qps_search_budget_s > 0:
             raise _bad(self, "qps_search_budget_s", "need a number of seconds > 0")
 
@@ -251,6 +241,14 @@ def _bad(parameters: CommonParameters, name: str, allowed: str) -> ParameterErro
     notebook = next(nb for nb, cls in PARAMETERS.items() if cls is type(parameters))
     value = getattr(parameters, name)
     return ParameterError(f"{notebook}: parameter {name} = {value!r} is not valid: {allowed}")
+
+
+def _delegate(parameters: CommonParameters, name: str, check: Callable[[Any], object]) -> None:
+    """Apply the rule the package itself uses for this value; name the notebook and parameter."""
+    try:
+        check(getattr(parameters, name))
+    except InvalidValueError as exc:
+        raise _bad(parameters, name, exc.allowed) from None
 
 
 def _choice(parameters: CommonParameters, name: str, allowed: tuple[str, ...]) -> None:
@@ -401,10 +399,10 @@ def absolute_paths(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# ----------------------------------------------------------------------------- the README's reference
+# ------------------------------------------------------------ the parameter reference (docs/parameters.md)
 
 REFERENCE_BEGIN = (
-    "<!-- parameter reference: made by `dlrm-nb params --write README.md`; edit the notebooks -->"
+    "<!-- parameter reference: made by `dlrm-nb params --write docs/parameters.md`; edit the notebooks -->"
 )
 REFERENCE_END = "<!-- end of parameter reference -->"
 
@@ -439,6 +437,6 @@ def with_reference(readme_text: str) -> str:
     """``readme_text`` with the block between the reference markers replaced by a fresh reference."""
     start, end = readme_text.find(REFERENCE_BEGIN), readme_text.find(REFERENCE_END)
     if start < 0 or end < start:
-        raise ParameterError(f"the README has no block between {REFERENCE_BEGIN!r} and {REFERENCE_END!r}")
+        raise ParameterError(f"the file has no block between {REFERENCE_BEGIN!r} and {REFERENCE_END!r}")
     head = readme_text[: start + len(REFERENCE_BEGIN)]
     return f"{head}\n\n{parameter_reference()}\n{readme_text[end:]}"

@@ -203,11 +203,11 @@ def test_overrides_read_yaml_and_reach_every_notebook_declaring_the_name() -> No
         apply_overrides({}, [("run_dir", "/tmp/x")])
 
 
-def test_readme_parameter_reference_matches_the_notebooks() -> None:
-    readme = (ROOT / "README.md").read_text()
-    start, end = readme.index(REFERENCE_BEGIN) + len(REFERENCE_BEGIN), readme.index(REFERENCE_END)
-    assert readme[start:end].strip() == parameter_reference().strip(), (
-        "README's parameter reference is stale: run `dlrm-nb params --write README.md`"
+def test_docs_parameter_reference_matches_the_notebooks() -> None:
+    page = (ROOT / "docs" / "parameters.md").read_text()
+    start, end = page.index(REFERENCE_BEGIN) + len(REFERENCE_BEGIN), page.index(REFERENCE_END)
+    assert page[start:end].strip() == parameter_reference().strip(), (
+        "docs/parameters.md is stale: run `dlrm-nb params --write docs/parameters.md`"
     )
 
 
