@@ -3,7 +3,14 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint bench demo clean
+# nbstripout's options, the same in .pre-commit-config.yaml: cell ids are the cells' names and tags
+# (the papermill ``parameters`` tag) stay; what Jupyter, papermill and widgets add on a run goes.
+NBSTRIPOUT_ARGS := --keep-id --extra-keys "metadata.papermill cell.metadata.papermill \
+	metadata.language_info.codemirror_mode metadata.language_info.file_extension \
+	metadata.language_info.mimetype metadata.language_info.nbconvert_exporter \
+	metadata.language_info.pygments_lexer metadata.language_info.version"
+
+.PHONY: setup test test-fast lint typecheck bench demo clean clean-notebooks
 
 $(BIN)/dlrm-nb: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -14,12 +21,20 @@ $(BIN)/dlrm-nb: pyproject.toml constraints.txt
 
 setup: $(BIN)/dlrm-nb
 
-test: setup
-	$(BIN)/ruff check .
+# The full run (what .ci/run does): lint, format and type checks, then every test.
+test: lint typecheck
 	$(BIN)/python -m pytest -q
+
+# The quick tier: the same checks, then the tests not marked slow.
+test-fast: lint typecheck
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/bench_prepare.py
@@ -28,5 +43,9 @@ bench: setup
 demo: setup
 	$(BIN)/dlrm-nb run params/demo.yaml
 
+# Outputs and execution counts out of the committed notebooks (a clean notebook stays as it is).
+clean-notebooks: setup
+	$(BIN)/nbstripout $(NBSTRIPOUT_ARGS) notebooks/*.ipynb
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

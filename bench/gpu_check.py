@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,7 +29,7 @@ from dlrm_nb.data.dataset import open_split
 from dlrm_nb.data.preprocess import PrepareSettings, prepare
 from dlrm_nb.data.synthetic import generate
 from dlrm_nb.model.checkpoint import load_checkpoint
-from dlrm_nb.model.inference import Predictor, accuracy_rule, predict_split
+from dlrm_nb.model.inference import Predictor, accuracy_rule, score_split
 from dlrm_nb.model.train import TrainSettings, train_demo
 
 
@@ -72,10 +71,8 @@ def main() -> None:
     print(f"\n{'device/precision':18s} {'AUC':>8s} {'max |p - p_cpu|':>16s}  MLPerf rule vs CPU fp32")
     for device, precision in [("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "bf16")]:
         model, _ = load_checkpoint(args.work / "demo.pt")
-        predictions = predict_split(
-            Predictor(model, precision=precision, device=device), test, progress=False
-        )
-        auc = roc_auc_score(test.labels(), predictions)
+        score = score_split(Predictor(model, precision=precision, device=device), test, progress=False)
+        predictions, auc = score.predictions, score.auc
         if reference is None:
             reference = (predictions, auc)
         difference = float(np.abs(predictions - reference[0]).max())

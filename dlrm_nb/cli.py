@@ -16,7 +16,7 @@ from dlrm_nb.data.criteo import DATASETS, DEFAULT_SEED, SPLITS
 from dlrm_nb.data.preprocess import ENGINES, PrepareSettings
 from dlrm_nb.data.synthetic import generate
 from dlrm_nb.exceptions import DlrmNbError
-from dlrm_nb.loadgen.aggregation import DEFAULT_FIXED_SIZE, TRACE_KINDS
+from dlrm_nb.loadgen.aggregation import DEFAULT_FIXED_SIZE, TRACE_KINDS, TRACE_NAME
 from dlrm_nb.loadgen.settings import (
     MLPERF_PERFORMANCE_SAMPLES,
     MODES,
@@ -94,24 +94,21 @@ def _train_demo(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from sklearn.metrics import roc_auc_score
-
     from dlrm_nb.data.dataset import open_split
     from dlrm_nb.fileio import atomic_output
     from dlrm_nb.model.checkpoint import load_checkpoint
-    from dlrm_nb.model.inference import Predictor, predict_split
+    from dlrm_nb.model.inference import Predictor, score_split
 
     if Path(args.out).exists() and not args.overwrite:
         raise DlrmNbError(f"{args.out} exists; choose another name or pass --overwrite")
     split = open_split(args.data, args.split)
     model, _ = load_checkpoint(args.checkpoint)
     predictor = Predictor(model, precision=args.precision, device=args.device, compile=args.compile)
-    predictions = predict_split(predictor, split, count=args.count, batch_size=args.batch_size)
+    score = score_split(predictor, split, count=args.count, batch_size=args.batch_size)
     with atomic_output(args.out) as tmp, open(tmp, "wb") as f:
-        np.save(f, predictions)
-    labels = split.labels()[: len(predictions)]
-    auc = roc_auc_score(labels, predictions) if 0 < labels.sum() < len(labels) else float("nan")
-    print(f"AUC={100 * auc:.3f}%, pairs={len(predictions)}, predictions in {args.out}")
+        np.save(f, score.predictions)
+    auc = float("nan") if score.auc is None else score.auc
+    print(f"AUC={100 * auc:.3f}%, pairs={len(score.predictions)}, predictions in {args.out}")
 
 
 def _benchmark(args: argparse.Namespace):
@@ -128,7 +125,7 @@ def _benchmark(args: argparse.Namespace):
         aggregation=args.aggregation,
         aggregation_size=args.aggregation_size,
         max_pairs_in_split=args.max_pairs_in_split,
-        trace_path=run_dir / "dlrm_trace_of_aggregated_samples.txt",
+        trace_path=run_dir / TRACE_NAME,
     )
 
 
@@ -194,7 +191,7 @@ def _run(args: argparse.Namespace) -> None:
         progress=args.progress,
     )
     print(f"\ndone in {outcome.seconds:.0f} s: {_shown(outcome.run_dir)}")
-    if outcome.report:
+    if outcome.report and outcome.index:
         print(f"report: {_shown(outcome.report)}")
         print(f"all runs: {_shown(outcome.index)}")
 

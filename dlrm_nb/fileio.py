@@ -8,7 +8,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -47,7 +47,8 @@ def write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = True) -> 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """``np.savez`` to ``path``, atomically."""
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        # the cast: mypy cannot tell that no array is named ``allow_pickle`` (savez's one keyword)
+        np.savez(f, **cast("dict[str, Any]", arrays))
 
 
 def save_npz_from_npy_files(path: str | os.PathLike, members: dict[str, Path]) -> None:
@@ -60,7 +61,7 @@ def save_npz_from_npy_files(path: str | os.PathLike, members: dict[str, Path]) -
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
     """Delete temporary files left by an interrupted run in ``folder``; return their names."""
-    removed = []
+    removed: list[str] = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed

@@ -9,14 +9,15 @@ in the executed notebook as text), ``False`` or ``"off"`` (no bar).
 from __future__ import annotations
 
 import sys
-from typing import Any, Literal, Union
+from typing import Any, Union
 
 import tqdm.auto
 import tqdm.std
 
 from dlrm_nb.exceptions import DlrmNbError
 
-Progress = Union[bool, Literal["auto", "text", "off"]]  # noqa: UP007 (kept readable in signatures)
+#: ``True``/``False`` or a style name of :data:`PROGRESS_STYLES` (checked when a bar is made).
+Progress = Union[bool, str]  # noqa: UP007 (kept readable in signatures)
 PROGRESS_STYLES = ("auto", "text", "off")
 
 

@@ -15,10 +15,10 @@ import itertools
 import os
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import pyarrow as pa
@@ -231,7 +231,7 @@ def parse_block(
 def _parse_without(
     path: str, first_line: int, block: bytes | bytearray, n_lines: int, bad: list[int], use_threads: bool
 ) -> ParsedBlock:
-    lines = block.splitlines(keepends=True)
+    lines: Sequence[bytes | bytearray] = block.splitlines(keepends=True)
     keep = np.ones(n_lines, dtype=bool)
     keep[bad] = False
     good = b"".join(line for line, ok in zip(lines, keep, strict=True) if ok)
@@ -379,16 +379,17 @@ def _find_malformed_lines(
 ) -> list[tuple[int, MalformedLineError]]:
     """Walk the lines of a block that failed to parse; return ``(index, error)`` per bad line."""
     bad = []
-    for k, raw in enumerate(block.split(b"\n")[: block.count(b"\n")]):
+    raws: Sequence[bytes | bytearray] = block.split(b"\n")
+    for k, raw in enumerate(raws[: block.count(b"\n")]):
         error = check_line(path, first_line + k, raw)
         if error is not None:
             bad.append((k, error))
     return bad
 
 
-def check_line(path: str, line_no: int, raw: bytes) -> MalformedLineError | None:
+def check_line(path: str, line_no: int, raw: bytes | bytearray) -> MalformedLineError | None:
     """The slow, obvious check of one raw line (without its newline); None when it is valid."""
-    fields = raw.split(b"\t")
+    fields: Sequence[bytes | bytearray] = raw.split(b"\t")
     if len(fields) != N_FIELDS:
         return MalformedLineError(
             path, line_no, "(line)", f"{len(fields)} fields", f"exactly {N_FIELDS} tab-separated fields"
@@ -405,7 +406,7 @@ def check_line(path: str, line_no: int, raw: bytes) -> MalformedLineError | None
     return None
 
 
-def _is_int32(field: bytes) -> bool:
+def _is_int32(field: bytes | bytearray) -> bool:
     text = field[1:] if field[:1] in (b"-", b"+") else field
     return text.isdigit() and _INT32_MIN <= int(field) <= _INT32_MAX
 
@@ -446,6 +447,12 @@ def iter_parsed_blocks(path: str | os.PathLike, *, workers: int = 0, **where: An
     return ordered_map(call, parsers, workers=workers)
 
 
+@overload
+def call(function: Callable[[], R]) -> R: ...
+@overload
+def call(function: None) -> None: ...
+@overload
+def call(function: Callable[[], R] | None) -> R | None: ...
 def call(function: Callable[[], R] | None) -> R | None:
     """``function()``, passing None through (an end marker in a stream of parse calls)."""
     return None if function is None else function()

@@ -254,7 +254,8 @@ def _peek_redraws(rng: np.random.RandomState, full: np.ndarray, count: int) -> _
     while found < count:
         size = _undershooting_block(count - found, open_share)
         peek.block_starts.append(drawn)
-        peek.block_states.append(rng.get_state())
+        # numpy's stubs say get_state() is a dict: it is the legacy tuple unless legacy=False
+        peek.block_states.append(rng.get_state())  # type: ignore[arg-type]
         block = rng.randint(0, train, size=size)
         ok = np.flatnonzero(~full[block])
         values.append(block[ok].astype(dtype))

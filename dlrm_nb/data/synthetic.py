@@ -29,15 +29,16 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from io import BufferedIOBase
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
+from dlrm_nb.data.auc import auc_or_none
 from dlrm_nb.data.criteo import (
     DATASETS,
     FIELD_NAMES,
@@ -517,7 +518,7 @@ def format_lines(labels: np.ndarray, chunk: Chunk, model: Model) -> memoryview:
 
 
 @contextmanager
-def _open_output(path: Path, gzip: bool) -> Iterator[BinaryIO]:
+def _open_output(path: Path, gzip: bool) -> Iterator[BufferedIOBase]:
     """A binary stream to ``path``; gzip output has no name or time stamp, for reproducibility."""
     with open(path, "wb") as raw:
         if not gzip:
@@ -553,15 +554,6 @@ def _write_file(
 # Sidecar
 
 
-def _auc(labels: np.ndarray, probs: np.ndarray) -> float | None:
-    """ROC AUC of the true probabilities, or None when the lines hold only one class."""
-    if labels.size == 0 or labels.min() == labels.max():
-        return None
-    from sklearn.metrics import roc_auc_score  # 2 s to import: only when the AUC is computed
-
-    return float(roc_auc_score(labels, probs))
-
-
 def kaggle_test_range(total: int) -> tuple[int, int]:
     """Line range [start, end) of the last of 7 line-count splits of a Kaggle train.txt."""
     base, extras = divmod(total, KAGGLE_SPLITS)
@@ -572,10 +564,10 @@ def kaggle_test_range(total: int) -> tuple[int, int]:
 def _oracle_aucs(labels: np.ndarray, probs: np.ndarray, test_start: int) -> dict[str, float | None]:
     """Oracle AUC of all lines, of the test day and of its test / val halves."""
     test_labels, test_probs = labels[test_start:], probs[test_start:]
-    aucs = {"all": _auc(labels, probs), "test_day": _auc(test_labels, test_probs)}
+    aucs = {"all": auc_or_none(labels, probs), "test_day": auc_or_none(test_labels, test_probs)}
     for split in SPLITS:
         start, end = split_rows(test_labels.size, split)
-        aucs[split] = _auc(test_labels[start:end], test_probs[start:end])
+        aucs[split] = auc_or_none(test_labels[start:end], test_probs[start:end])
     return aucs
 
 

@@ -187,6 +187,7 @@ def read_accuracy_log(
     if trace is None:
         values, _ = _decode_entries(path, entries, per_pair=2)
         return values[0::2].copy(), values[1::2].copy(), len(entries)
+    assert day23_labels is not None  # given with trace (checked above)
     predictions, pairs = _decode_entries(path, entries, per_pair=1)
     rows = _trace_rows(path, _as_trace(trace), entries, pairs)
     labels = _split_labels(day23_labels, int(rows[:, 1].max()))

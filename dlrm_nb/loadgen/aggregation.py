@@ -33,6 +33,8 @@ from dlrm_nb.fileio import atomic_output
 
 MLPERF_QUANTILES: tuple[int, ...] = (100, 100, *([200] * 12), 300, 300, 400, 500, 600, 700)
 TRACE_KINDS = ("quantile", "fixed", "uniform")
+#: The trace file of a run, under the name upstream's harness gives it.
+TRACE_NAME = "dlrm_trace_of_aggregated_samples.txt"
 #: Pairs per sample of the ``fixed`` kind by default: the mean of MLPerf's quantile list.
 DEFAULT_FIXED_SIZE = 270
 #: Pairs per sample of the ``uniform`` kind by default: the range of MLPerf's quantile list.

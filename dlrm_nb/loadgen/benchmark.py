@@ -20,6 +20,25 @@ from dlrm_nb.model.checkpoint import check_pair
 from dlrm_nb.model.inference import Predictor, check_precision_device
 
 
+@dataclass(frozen=True)
+class BenchmarkSource:
+    """What a LoadGen process loads: plain values, so it crosses to a spawned process as is."""
+
+    checkpoint: str
+    data_dir: str
+    precision: str
+    device: str
+    compile: bool
+    threads: int  # torch intra-op threads
+
+    def predictor(self) -> Predictor:
+        """The checkpoint (memory-mapped) as a predictor at this precision on this device."""
+        from dlrm_nb.model.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(self.checkpoint)
+        return Predictor(model, precision=self.precision, device=self.device, compile=self.compile)
+
+
 @dataclass
 class Benchmark:
     """A model and a test split ready for LoadGen: the predictor, the split and its aggregation trace.
@@ -35,19 +54,12 @@ class Benchmark:
 
     split: CriteoSplit
     trace: np.ndarray  # int64 [S, 2]: (start, end) pairs of each aggregated sample
-    source: dict[str, Any]  # checkpoint, data_dir, precision, device, compile, threads
+    source: BenchmarkSource
 
     @cached_property
     def predictor(self) -> Predictor:
-        from dlrm_nb.model.checkpoint import load_checkpoint
 
-        model, _ = load_checkpoint(self.source["checkpoint"])
-        return Predictor(
-            model,
-            precision=self.source["precision"],
-            device=self.source["device"],
-            compile=self.source["compile"],
-        )
+        return self.source.predictor()
 
     def run(
         self, settings: LoadgenSettings, run_dir: str | os.PathLike, *, isolate: bool = True
@@ -79,21 +91,15 @@ class Benchmark:
 
 
 def _run_in_child(
-    source: dict[str, Any], trace: np.ndarray, settings: LoadgenSettings, out: str, send
+    source: BenchmarkSource, trace: np.ndarray, settings: LoadgenSettings, out: str, send
 ) -> None:
     """Body of the process that runs one LoadGen test (see :class:`Benchmark`)."""
     try:
         from dlrm_nb.data.dataset import open_split
-        from dlrm_nb.model.checkpoint import load_checkpoint
 
-        torch.set_num_threads(source["threads"])
-        model, _ = load_checkpoint(source["checkpoint"])
-        predictor = Predictor(
-            model, precision=source["precision"], device=source["device"], compile=source["compile"]
-        )
-        send.send(
-            ("ok", run_loadgen(predictor, open_split(source["data_dir"], "test"), trace, settings, out))
-        )
+        torch.set_num_threads(source.threads)
+        split = open_split(source.data_dir, "test")
+        send.send(("ok", run_loadgen(source.predictor(), split, trace, settings, out)))
     except BaseException as exc:
         send.send(("error", str(exc) if isinstance(exc, DlrmNbError) else repr(exc)))
     finally:
@@ -139,14 +145,7 @@ def open_benchmark(
         write_trace(trace_path, trace)
     threads = usable_cores()
     torch.set_num_threads(threads)  # one compute thread pool, no Python worker pools on top
-    source = {
-        "checkpoint": str(checkpoint),
-        "data_dir": str(data_dir),
-        "precision": precision,
-        "device": device,
-        "compile": compile,
-        "threads": threads,
-    }
+    source = BenchmarkSource(str(checkpoint), str(data_dir), precision, device, compile, threads)
     check_precision_device(precision, device)  # fail here, not in the first LoadGen process
     return Benchmark(split, trace, source)
 

@@ -22,6 +22,7 @@ from dlrm_nb.exceptions import LoadgenLogError
 
 SUMMARY_NAME = "mlperf_log_summary.txt"
 DETAIL_NAME = "mlperf_log_detail.txt"
+ACCURACY_LOG_NAME = "mlperf_log_accuracy.json"
 LATENCY_KEYS = ("min", "max", "mean", "p50", "p90", "p95", "p97", "p99", "p99.9")
 MLLOG_PREFIX = ":::MLLOG "
 

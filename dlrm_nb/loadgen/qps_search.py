@@ -15,6 +15,9 @@ from dlrm_nb.loadgen.runner import metrics_line
 from dlrm_nb.loadgen.settings import EARLY_STOPPING_QUERIES, LoadgenSettings
 from dlrm_nb.progress import Progress, progress_bar
 
+#: The search's record in its folder: best QPS, every probe, the bound.
+QPS_SEARCH_RECORD = "qps_search.json"
+
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -141,7 +144,7 @@ def run_qps_search(
         "offline_samples_per_s": offline_samples_per_s,
         "latency_ms": base.latency_ms,
     }
-    write_json(out / "qps_search.json", record)
+    write_json(out / QPS_SEARCH_RECORD, record)
     return record
 
 

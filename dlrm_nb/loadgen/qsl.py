@@ -33,11 +33,11 @@ class AggregatedQSL:
 
     def load(self, samples: Sequence[int]) -> None:
         """Build tensors for every pair of ``samples`` once: dense [P, 13], ids [P, 26], labels [P]."""
-        samples = np.unique(np.asarray(samples, dtype=np.int64))
-        rows = rows_of(self.trace[samples, 0], self.sizes[samples])
+        unique = np.unique(np.asarray(samples, dtype=np.int64))
+        rows = rows_of(self.trace[unique, 0], self.sizes[unique])
         batch = self.split.batch(rows)
         self._first_row[:] = -1
-        self._first_row[samples] = run_starts(self.sizes[samples])
+        self._first_row[unique] = run_starts(self.sizes[unique])
         pin = self.device.type == "cuda"
         tensors = {
             "dense": torch.from_numpy(batch.dense),
@@ -55,7 +55,8 @@ class AggregatedQSL:
         if self._loaded is None or (self._first_row[samples] < 0).any():
             raise DlrmNbError("LoadGen asked for samples that were not loaded")
         index = torch.from_numpy(rows_of(self._first_row[samples], self.sizes[samples]))
-        return tuple(self._loaded[k].index_select(0, index) for k in ("dense", "ids", "labels"))
+        dense, ids, labels = (self._loaded[k].index_select(0, index) for k in ("dense", "ids", "labels"))
+        return dense, ids, labels
 
 
 def run_starts(sizes: np.ndarray) -> np.ndarray:

@@ -20,6 +20,10 @@ from dlrm_nb.loadgen.timing import query_latency_ms, warm_up
 from dlrm_nb.model.inference import Predictor
 
 #: Per-sample latencies (int64 ns, the SUT's view: issue -> complete) beside LoadGen's logs.
+#: What a LoadGen run writes into its folder besides LoadGen's own logs (see mlperf_logs).
+USER_CONF_NAME = "user.conf"
+METRICS_NAME = "metrics.json"
+#: Per-sample latencies (int64 ns, the SUT's view: issue -> complete).
 SUT_LATENCIES_NAME = "sut_latencies_ns.npy"
 
 
@@ -37,7 +41,7 @@ def run_loadgen(
     """
     import mlperf_loadgen as lg
 
-    from dlrm_nb.loadgen.mlperf_logs import parse_run
+    from dlrm_nb.loadgen.mlperf_logs import ACCURACY_LOG_NAME, parse_run
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +58,7 @@ def run_loadgen(
         # it from running out of queries before min_duration (which makes the run INVALID)
         latency = query_latency_ms(predictor, split, qsl.sizes, STREAM_SAMPLES[settings.scenario])
         settings = replace(settings, expected_latency_ms=round(0.8 * latency, 3))
-    conf = out / "user.conf"
+    conf = out / USER_CONF_NAME
     conf.write_text(settings.user_conf(len(qsl)))
     test = lg.TestSettings()
     test.scenario = getattr(lg.TestScenario, settings.scenario)
@@ -103,8 +107,8 @@ def run_loadgen(
             evaluate_log,  # scikit-learn takes 2 s to import: only when needed
         )
 
-        metrics["accuracy"] = evaluate_log(out / "mlperf_log_accuracy.json")
-    write_json(out / "metrics.json", metrics)
+        metrics["accuracy"] = evaluate_log(out / ACCURACY_LOG_NAME)
+    write_json(out / METRICS_NAME, metrics)
     return metrics
 
 

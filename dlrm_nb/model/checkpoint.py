@@ -110,7 +110,7 @@ def _converted_to_zip(path: Path) -> Path:
 
 def infer_arch(state: dict[str, torch.Tensor]) -> DlrmArch:
     """The architecture a state_dict describes (upstream key names)."""
-    tables = []
+    tables: list[torch.Tensor] = []
     while f"emb_l.{len(tables)}.weight" in state:
         tables.append(state[f"emb_l.{len(tables)}.weight"])
     if not tables:

@@ -11,8 +11,9 @@ Parameter names match upstream's ``DLRM_Net`` (``emb_l.{j}.weight``, ``bot_l.{k}
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -103,6 +104,9 @@ class Embeddings(nn.ModuleList):
         sparse: bool = False,
     ) -> None:
         super().__init__(nn.Embedding(rows, dim, device=device, sparse=sparse) for rows in table_sizes)
+
+    def __iter__(self) -> Iterator[nn.Embedding]:  # every member is a table
+        return cast(Iterator[nn.Embedding], super().__iter__())
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return torch.stack([table(ids[:, j]) for j, table in enumerate(self)], dim=1)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from dlrm_nb.data.auc import auc_or_none
 from dlrm_nb.data.criteo import ACCURACY_TARGETS, N_DENSE
 from dlrm_nb.data.dataset import Batch, CriteoSplit
 from dlrm_nb.exceptions import DlrmNbError
@@ -54,7 +57,7 @@ class Predictor:
         self.input_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self.module = _with_precision(model.to(self.device), precision).eval()
         if compile:
-            self.module = torch.compile(self.module, dynamic=True)
+            self.module = cast(nn.Module, torch.compile(self.module, dynamic=True))
 
     @torch.inference_mode()
     def predict(self, dense: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -120,6 +123,30 @@ def predict_split(
             out[start:end] = predictor(split.batch(slice(start, end)))
             bar.update(end - start)
     return out
+
+
+@dataclass(frozen=True)
+class SplitScore:
+    """Predictions float32 [N] of a split's first N pairs, their labels [N] and the AUC (None
+    when the labels hold one class)."""
+
+    predictions: np.ndarray
+    labels: np.ndarray
+    auc: float | None
+
+
+def score_split(
+    predictor: Predictor,
+    split: CriteoSplit,
+    *,
+    count: int | None = None,
+    batch_size: int = SCORE_BATCH_PAIRS,
+    progress: Progress = True,
+) -> SplitScore:
+    """Predict the first ``count`` pairs of ``split`` (default all) and score them, no LoadGen."""
+    predictions = predict_split(predictor, split, count=count, batch_size=batch_size, progress=progress)
+    labels = split.labels()[: len(predictions)]
+    return SplitScore(predictions, labels, auc_or_none(labels, predictions))
 
 
 def _ranges(total: int, size: int) -> Iterator[tuple[int, int]]:

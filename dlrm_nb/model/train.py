@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from dlrm_nb.data.criteo import DATASETS, table_sizes
@@ -26,7 +25,7 @@ from dlrm_nb.data.manifest import MANIFEST_NAME
 from dlrm_nb.exceptions import DlrmNbError
 from dlrm_nb.model.checkpoint import save_checkpoint
 from dlrm_nb.model.dlrm import DLRM, preset
-from dlrm_nb.model.inference import Predictor, predict_split
+from dlrm_nb.model.inference import Predictor, score_split
 from dlrm_nb.model.settings import TrainSettings
 from dlrm_nb.progress import Progress, progress_bar
 
@@ -121,9 +120,9 @@ def train_demo(
     for table in model.emb_l:
         table.sparse = False
     test = open_split(data_dir, "test")
-    predictions = predict_split(Predictor(model), test, progress=progress)
-    test_auc = float(roc_auc_score(test.labels(), predictions))
-    accuracy = float(np.mean((predictions > 0.5) == (test.labels() > 0.5)))
+    score = score_split(Predictor(model), test, progress=progress)
+    test_auc = score.auc
+    accuracy = float(np.mean((score.predictions > 0.5) == (score.labels > 0.5)))
     done_steps = len(losses)
     summary = {
         "arch": settings.arch,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -12,7 +11,7 @@ from matplotlib.ticker import ScalarFormatter
 from dlrm_nb.data.criteo import ACCURACY_TARGETS, REFERENCE_AUC
 from dlrm_nb.loadgen.settings import SCENARIOS
 from dlrm_nb.workbook.blocks import Note, Plot
-from dlrm_nb.workbook.runs import RunResults
+from dlrm_nb.workbook.runs import LoadedRun
 from dlrm_nb.workbook.tables import PERCENTILES
 
 COLORS = MappingProxyType(
@@ -20,18 +19,18 @@ COLORS = MappingProxyType(
 )
 
 
-def latency_figure(results: RunResults) -> Plot | Note:
+def latency_figure(run: LoadedRun) -> Plot | Note:
     """Per scenario: CDF and histogram of per-sample latency (SUT view), LoadGen's percentiles marked."""
-    scenarios = [s for s in SCENARIOS if s in results.latencies_ns and len(results.latencies_ns[s])]
+    scenarios = [s for s in SCENARIOS if s in run.latencies_ns and len(run.latencies_ns[s])]
     if not scenarios:
         return Note("No performance runs with latencies in this folder (run 03_run_scenarios).")
     figure = Figure(figsize=(11, 2.8 * len(scenarios)), layout="constrained")
     axes = figure.subplots(len(scenarios), 2, squeeze=False)
     for (cdf, hist), scenario in zip(axes, scenarios, strict=True):
-        ms = np.sort(results.latencies_ns[scenario]) / 1e6
+        ms = np.sort(run.latencies_ns[scenario]) / 1e6
         color = COLORS[scenario]
         cdf.plot(ms, np.arange(1, len(ms) + 1) / len(ms), color=color, lw=1.6, label="per sample (SUT)")
-        metrics = results.performance(scenario) or {}
+        metrics = run.performance(scenario) or {}
         marks = metrics.get("latency_ns") or {}
         for p in PERCENTILES:
             if marks.get(p) is not None:
@@ -60,9 +59,9 @@ def latency_figure(results: RunResults) -> Plot | Note:
     return Plot(figure)
 
 
-def qps_search_figure(results: RunResults) -> Plot | Note:
+def qps_search_figure(run: LoadedRun) -> Plot | Note:
     """The Server QPS search: each probe's p99 against its QPS, the bound and the valid region."""
-    search = results.qps_search
+    search = run.qps_search
     if not search or not search["probes"]:
         return Note("No Server QPS search in this folder (03_run_scenarios with qps_search: true).")
     figure = Figure(figsize=(8, 4), layout="constrained")
@@ -97,9 +96,9 @@ def qps_search_figure(results: RunResults) -> Plot | Note:
     return Plot(figure)
 
 
-def accuracy_figure(results: RunResults) -> Plot | Note:
+def accuracy_figure(run: LoadedRun) -> Plot | Note:
     """ROC curve of the accuracy run, and its AUC against the 99% / 99.9% target lines."""
-    metrics = results.accuracy
+    metrics = run.accuracy
     if metrics is None:
         return Note("No accuracy run in this folder (run 04_accuracy).")
     acc = metrics["accuracy"]
@@ -116,11 +115,11 @@ def accuracy_figure(results: RunResults) -> Plot | Note:
     roc.grid(alpha=0.3)
     roc.legend(loc="lower right", fontsize=8)
     names, values = ["LoadGen accuracy run"], [100 * acc["auc"]]
-    score = (results.model or {}).get("score") or {}
+    score = (run.model or {}).get("score") or {}
     if score.get("auc") is not None:
         names.append("direct score (no LoadGen)")
         values.append(100 * score["auc"])
-    oracle = ((results.data or {}).get("synthetic") or {}).get("oracle_auc", {}).get("test")
+    oracle = ((run.data or {}).get("synthetic") or {}).get("oracle_auc", {}).get("test")
     if oracle is not None:
         names.append("oracle (planted signal)")
         values.append(100 * oracle)
@@ -143,10 +142,9 @@ def accuracy_figure(results: RunResults) -> Plot | Note:
     return Plot(figure)
 
 
-def throughput_figure(results_or_record: RunResults | dict[str, Any]) -> Plot | Note:
+def throughput_figure(run: LoadedRun) -> Plot | Note:
     """Model-only pairs/s against batch size, one line per precision (and LoadGen Offline, dashed)."""
-    results = results_or_record if isinstance(results_or_record, RunResults) else None
-    record = results.throughput if results else results_or_record
+    record = run.throughput
     if not record or not record.get("rows"):
         return Note("No model-only throughput measured (02_load_model with throughput_seconds > 0).")
     figure = Figure(figsize=(8, 4), layout="constrained")
@@ -154,7 +152,7 @@ def throughput_figure(results_or_record: RunResults | dict[str, Any]) -> Plot | 
     for precision in dict.fromkeys(row["precision"] for row in record["rows"]):
         rows = [r for r in record["rows"] if r["precision"] == precision]
         ax.plot([r["batch_size"] for r in rows], [r["pairs_per_s"] for r in rows], "o-", label=precision)
-    offline = results.performance("Offline") if results else None
+    offline = run.performance("Offline")
     if offline and offline.get("pairs_per_s"):
         ax.axhline(
             offline["pairs_per_s"],

@@ -18,36 +18,36 @@ from dlrm_nb.workbook.params import PIPELINE_PARAMETERS
 from dlrm_nb.workbook.runs import (
     INDEX_NAME,
     REPORT_NAME,
-    RunResults,
+    LoadedRun,
     list_runs,
     load_run,
 )
 from dlrm_nb.workbook.tables import ms_from_ns
 
 
-def index_rows(runs: Iterable[RunResults]) -> Table:
+def index_rows(runs: Iterable[LoadedRun]) -> Table:
     """One row per run: the figures that matter, side by side."""
     rows = []
-    for r in runs:
-        offline, single = r.performance("Offline"), r.performance("SingleStream")
-        multi, server = r.performance("MultiStream"), r.performance("Server")
-        accuracy = r.accuracy
-        link = f'<a href="{html.escape(r.name)}/{REPORT_NAME}">{html.escape(r.name)}</a>'
-        run = r.run or {}
+    for run in runs:
+        offline, single = run.performance("Offline"), run.performance("SingleStream")
+        multi, server = run.performance("MultiStream"), run.performance("Server")
+        accuracy = run.accuracy
+        link = f'<a href="{html.escape(run.name)}/{REPORT_NAME}">{html.escape(run.name)}</a>'
+        record = run.record or {}
         rows.append(
             [
-                Markup(link) if (r.path / REPORT_NAME).exists() else r.name,
-                run.get("status"),
-                Path(run.get("params_file") or "").name or None,
-                f"{(r.model or {}).get('precision', '—')} / {(r.model or {}).get('device', '—')}",
+                Markup(link) if (run.path / REPORT_NAME).exists() else run.name,
+                record.get("status"),
+                Path(record.get("params_file") or "").name or None,
+                f"{(run.model or {}).get('precision', '—')} / {(run.model or {}).get('device', '—')}",
                 offline and offline.get("samples_per_s"),
                 offline and offline.get("pairs_per_s"),
                 single and ms_from_ns(single["latency_ns"]["p90"]),
                 multi and ms_from_ns(multi["latency_ns"]["p99"]),
                 server and f"{server.get('result')} @ {format_value(server['settings'].get('target_qps'))}",
-                r.qps_search and r.qps_search.get("best_qps"),
+                run.qps_search and run.qps_search.get("best_qps"),
                 accuracy and f"{100 * accuracy['accuracy']['auc']:.3f}%",
-                ((run.get("git") or {}).get("commit") or "")[:10] or None,
+                ((record.get("git") or {}).get("commit") or "")[:10] or None,
             ]
         )
     columns = [
@@ -67,7 +67,7 @@ def index_rows(runs: Iterable[RunResults]) -> Table:
     return Table(columns, rows, "Runs side by side")
 
 
-def differing_parameters(runs: Sequence[RunResults]) -> Table:
+def differing_parameters(runs: Sequence[LoadedRun]) -> Table:
     """Parameters whose values differ between the runs (from their ``run.json``)."""
     flat = [_flat_parameters(r) for r in runs]
     keys = sorted({key for f in flat for key in f})
@@ -77,8 +77,8 @@ def differing_parameters(runs: Sequence[RunResults]) -> Table:
     return Table(["parameter", *[r.name for r in runs]], rows, "Parameters that differ between runs")
 
 
-def _flat_parameters(run: RunResults) -> dict[str, Any]:
-    parameters = (run.run or {}).get("parameters", {})
+def _flat_parameters(run: LoadedRun) -> dict[str, Any]:
+    parameters = (run.record or {}).get("parameters", {})
     return {
         f"{notebook}.{name}": value
         for notebook, values in parameters.items()
@@ -87,7 +87,7 @@ def _flat_parameters(run: RunResults) -> dict[str, Any]:
     }
 
 
-def comparison_figure(runs: Sequence[RunResults]) -> Plot | Note:
+def comparison_figure(runs: Sequence[LoadedRun]) -> Plot | Note:
     """Offline samples/s and AUC of every run, as bars."""
     named = [(r.name, r.performance("Offline"), r.accuracy) for r in runs]
     if not any(offline or accuracy for _, offline, accuracy in named):

@@ -9,10 +9,15 @@ against an existing run folder. The folder layout::
         data.json                 01: where the prepared data is and how it was made
         model.json                02: checkpoint, precision, device, aggregation, quick AUC
         model_throughput.json     02: model-only pairs/s per precision and batch size
-        <Scenario>/<mode>/        03, 04: user.conf, LoadGen logs, metrics.json, latencies
+        dlrm_trace_of_aggregated_samples.txt   02: the aggregation trace (upstream's format)
+        <Scenario>/<mode>/        03, 04: user.conf, LoadGen logs, metrics.json, sut_latencies_ns.npy
         qps_search/               03: qps_search.json and one folder per probe
         NN_<name>.ipynb           executed notebooks (pipeline runs)
         report.html               05 rendered without code
+
+This module names every file of that layout. The names inside a LoadGen run's folder belong to
+the LoadGen layer that writes them (and cannot import from here); they are imported below, so
+each name is spelled once and listed here.
 """
 
 from __future__ import annotations
@@ -28,7 +33,16 @@ import numpy as np
 
 from dlrm_nb.exceptions import DlrmNbError
 from dlrm_nb.fileio import write_json
-from dlrm_nb.loadgen.runner import SUT_LATENCIES_NAME
+
+# the names inside LoadGen runs, re-exported (``X as X``) as part of this layout
+from dlrm_nb.loadgen.aggregation import TRACE_NAME as TRACE_NAME
+from dlrm_nb.loadgen.mlperf_logs import ACCURACY_LOG_NAME as ACCURACY_LOG_NAME
+from dlrm_nb.loadgen.mlperf_logs import DETAIL_NAME as DETAIL_NAME
+from dlrm_nb.loadgen.mlperf_logs import SUMMARY_NAME as SUMMARY_NAME
+from dlrm_nb.loadgen.qps_search import QPS_SEARCH_RECORD as QPS_SEARCH_RECORD
+from dlrm_nb.loadgen.runner import METRICS_NAME as METRICS_NAME
+from dlrm_nb.loadgen.runner import SUT_LATENCIES_NAME as SUT_LATENCIES_NAME
+from dlrm_nb.loadgen.runner import USER_CONF_NAME as USER_CONF_NAME
 from dlrm_nb.loadgen.settings import MODES, SCENARIOS
 
 RESULTS_README = "README.md"
@@ -37,7 +51,6 @@ MODEL_RECORD = "model.json"
 THROUGHPUT_RECORD = "model_throughput.json"
 RUN_RECORD = "run.json"
 QPS_SEARCH_DIR = "qps_search"
-QPS_SEARCH_RECORD = "qps_search.json"
 REPORT_NAME = "report.html"
 INDEX_NAME = "index.html"
 
@@ -130,11 +143,11 @@ def read_optional(run_dir: str | os.PathLike, name: str) -> dict[str, Any] | Non
 
 
 @dataclass
-class RunResults:
+class LoadedRun:
     """Everything one run folder holds, read from its files (missing parts are None / empty)."""
 
     path: Path
-    run: dict[str, Any] | None
+    record: dict[str, Any] | None  # run.json (pipeline runs)
     data: dict[str, Any] | None
     model: dict[str, Any] | None
     throughput: dict[str, Any] | None
@@ -158,12 +171,12 @@ class RunResults:
         return self.metrics.get(scenario, {}).get("performance")
 
 
-def load_run(run_dir: str | os.PathLike) -> RunResults:
+def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     """Read a run folder (``""``: the newest under ``results/``)."""
     path = open_run_dir(str(run_dir))
-    results = RunResults(
+    run = LoadedRun(
         path=path,
-        run=read_optional(path, RUN_RECORD),
+        record=read_optional(path, RUN_RECORD),
         data=read_optional(path, DATA_RECORD),
         model=read_optional(path, MODEL_RECORD),
         throughput=read_optional(path, THROUGHPUT_RECORD),
@@ -171,10 +184,10 @@ def load_run(run_dir: str | os.PathLike) -> RunResults:
     )
     for scenario in SCENARIOS:
         for mode in MODES:
-            metrics = read_optional(path / scenario / mode, "metrics.json")
+            metrics = read_optional(path / scenario / mode, METRICS_NAME)
             if metrics is not None:
-                results.metrics.setdefault(scenario, {})[mode] = metrics
+                run.metrics.setdefault(scenario, {})[mode] = metrics
         latencies = path / scenario / "performance" / SUT_LATENCIES_NAME
         if latencies.is_file():
-            results.latencies_ns[scenario] = np.load(latencies)
-    return results
+            run.latencies_ns[scenario] = np.load(latencies)
+    return run

@@ -7,6 +7,7 @@ also written to the run folder, which is where the next notebook and the report 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,11 @@ from dlrm_nb.workbook.params import (
 )
 from dlrm_nb.workbook.runs import (
     DATA_RECORD,
+    METRICS_NAME,
     MODEL_RECORD,
     QPS_SEARCH_DIR,
     THROUGHPUT_RECORD,
+    TRACE_NAME,
     open_run_dir,
     read_optional,
     read_record,
@@ -40,44 +43,45 @@ from dlrm_nb.workbook.runs import (
 )
 
 DEMO_CHECKPOINT = "demo_model.pt"
-TRACE_NAME = "dlrm_trace_of_aggregated_samples.txt"
 
 # ----------------------------------------------------------------------------- 01 prepare data
 
 
-def prepare_data(p: PrepareDataParameters) -> dict[str, Any]:
-    """Make (or adopt) the prepared data of the run and write ``data.json``.
+def prepare_data(params: PrepareDataParameters) -> Path:
+    """Make (or adopt) the prepared data of the run, write ``data.json`` and return the run folder.
 
     ``synthetic``: raw day files with a planted signal into ``<run>/raw``, then prepared;
     ``raw``: the raw files in ``raw_dir`` prepared; ``prepared``: an existing prepared folder.
     Prepared output goes to ``prepared_dir`` (default ``<run>/prepared``); preparing is resumable.
     """
-    run = open_run_dir(p.run_dir, create=True)
-    record: dict[str, Any] = {"run_dir": str(run), "source": p.data_source, "dataset": p.dataset}
-    if p.data_source == "prepared":
-        prepared = Path(p.prepared_dir).resolve()
+    run = open_run_dir(params.run_dir, create=True)
+    record: dict[str, Any] = {"run_dir": str(run), "source": params.data_source, "dataset": params.dataset}
+    if params.data_source == "prepared":
+        prepared = Path(params.prepared_dir).resolve()
     else:
         raw = (
-            _synthesize(p, run / "raw", record) if p.data_source == "synthetic" else Path(p.raw_dir).resolve()
+            _synthesize(params, run / "raw", record)
+            if params.data_source == "synthetic"
+            else Path(params.raw_dir).resolve()
         )
-        prepared = Path(p.prepared_dir).resolve() if p.prepared_dir else run / "prepared"
-        _prepare(p, raw, prepared)
+        prepared = Path(params.prepared_dir).resolve() if params.prepared_dir else run / "prepared"
+        _prepare(params, raw, prepared)
         record["raw_dir"] = str(raw)
-    record.update(_describe_prepared(prepared, p))
+    record.update(_describe_prepared(prepared, params))
     write_record(run, DATA_RECORD, record)
-    return record
+    return run
 
 
-def _synthesize(p: PrepareDataParameters, raw: Path, record: dict[str, Any]) -> Path:
+def _synthesize(params: PrepareDataParameters, raw: Path, record: dict[str, Any]) -> Path:
     from dlrm_nb.data.synthetic import SIDECAR_NAME, generate
 
-    arguments = {
-        "dataset": p.dataset,
-        "days": p.synthetic_days or DATASETS[p.dataset].days,
-        "rows_per_day": p.synthetic_rows_per_day,
-        "test_day_rows": p.synthetic_test_day_rows if p.dataset == "terabyte" else None,
-        "seed": p.synthetic_seed,
-        "gzip": p.synthetic_gzip,
+    arguments: dict[str, Any] = {
+        "dataset": params.dataset,
+        "days": params.synthetic_days or DATASETS[params.dataset].days,
+        "rows_per_day": params.synthetic_rows_per_day,
+        "test_day_rows": params.synthetic_test_day_rows if params.dataset == "terabyte" else None,
+        "seed": params.synthetic_seed,
+        "gzip": params.synthetic_gzip,
     }
     sidecar = read_optional(raw, SIDECAR_NAME)
     if sidecar is not None:  # made by an earlier run of this notebook on this folder
@@ -87,34 +91,34 @@ def _synthesize(p: PrepareDataParameters, raw: Path, record: dict[str, Any]) -> 
                 f"{raw} already holds synthetic data made with {made}, not {arguments}; use a new run folder"
             )
     else:
-        sidecar = generate(raw, progress=p.progress, **arguments)
+        sidecar = generate(raw, progress=params.progress, **arguments)
     record["synthetic"] = {"arguments": arguments, "oracle_auc": sidecar["oracle_auc"], "ctr": sidecar["ctr"]}
     return raw
 
 
-def _prepare(p: PrepareDataParameters, raw: Path, prepared: Path) -> None:
+def _prepare(params: PrepareDataParameters, raw: Path, prepared: Path) -> None:
     from dlrm_nb.data.preprocess import PrepareSettings, prepare
 
     settings = PrepareSettings(
-        max_ind_range=p.max_ind_range,
-        sub_sample_rate=p.sub_sample_rate,
-        dataset=p.dataset,
-        days=(p.synthetic_days or None) if p.data_source == "synthetic" else None,
-        write_train=p.write_train,
-        skip_malformed=p.skip_malformed,
+        max_ind_range=params.max_ind_range,
+        sub_sample_rate=params.sub_sample_rate,
+        dataset=params.dataset,
+        days=(params.synthetic_days or None) if params.data_source == "synthetic" else None,
+        write_train=params.write_train,
+        skip_malformed=params.skip_malformed,
     )
     prepare(
         raw,
         prepared,
         settings,
-        engine=p.engine,
-        scheduler=p.dask_scheduler or None,
-        workers=p.dask_workers,
-        progress=p.progress,
+        engine=params.engine,
+        scheduler=params.dask_scheduler or None,
+        workers=params.dask_workers,
+        progress=params.progress,
     )
 
 
-def _describe_prepared(prepared: Path, p: PrepareDataParameters) -> dict[str, Any]:
+def _describe_prepared(prepared: Path, params: PrepareDataParameters) -> dict[str, Any]:
     """Where the prepared data is, its splits' sizes, its settings (from the manifest if any)."""
     if not prepared.is_dir():
         raise DlrmNbError(f"prepared folder {prepared} does not exist")
@@ -126,8 +130,8 @@ def _describe_prepared(prepared: Path, p: PrepareDataParameters) -> dict[str, An
         "test_pairs": len(test),
         "test_positive_rate": float(test.labels().mean()),
         "counts": [int(c) for c in read_counts(prepared)],
-        "max_ind_range": settings.get("max_ind_range", p.max_ind_range),
-        "sub_sample_rate": settings.get("sub_sample_rate", p.sub_sample_rate),
+        "max_ind_range": settings.get("max_ind_range", params.max_ind_range),
+        "sub_sample_rate": settings.get("sub_sample_rate", params.sub_sample_rate),
         "manifest": None if manifest is None else _manifest_summary(manifest),
     }
 
@@ -146,52 +150,52 @@ def _manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- 02 load model
 
 
-def load_model(p: LoadModelParameters) -> dict[str, Any]:
+def load_model(params: LoadModelParameters) -> Path:
     """Train the demo model (``checkpoint == ""``) or take the given checkpoint; check that it
     fits the run's data, score the first ``score_pairs`` test pairs without LoadGen, and write
-    ``model.json`` (what 03 and 04 load)."""
+    ``model.json`` (what 03 and 04 load); return the run folder."""
     from dlrm_nb.model.checkpoint import load_checkpoint
 
-    run = open_run_dir(p.run_dir)
+    run = open_run_dir(params.run_dir)
     data = read_record(run, DATA_RECORD, made_by="01_prepare_data")
     record: dict[str, Any] = {"training": None}
-    if p.checkpoint:
-        checkpoint = Path(p.checkpoint).expanduser().resolve()
+    if params.checkpoint:
+        checkpoint = Path(params.checkpoint).expanduser().resolve()
     else:
         checkpoint = run / DEMO_CHECKPOINT
-        record["training"] = _train_demo(p, Path(data["prepared_dir"]), checkpoint, run)
+        record["training"] = _train_demo(params, Path(data["prepared_dir"]), checkpoint, run)
     model, _ = load_checkpoint(checkpoint)
     check_pair(model.arch.table_sizes, read_counts(data["prepared_dir"]), data["prepared_dir"])
     record.update(
         checkpoint=str(checkpoint),
-        arch=p.arch if not p.checkpoint else "from checkpoint",
+        arch=params.arch if not params.checkpoint else "from checkpoint",
         layers={"bottom": list(model.arch.bottom), "top": list(model.arch.top)},
         embedding_dim=model.arch.embedding_dim,
         table_rows=int(sum(model.arch.table_sizes)),
         parameters=int(sum(t.numel() for t in model.state_dict().values())),
         mflop_per_pair=round(model.arch.flops_per_pair / 1e6, 3),
-        precision=p.precision,
-        device=p.device,
-        compile=p.compile,
-        aggregation=p.aggregation,
-        aggregation_size=p.aggregation_size,
-        max_pairs_in_split=p.max_pairs_in_split or None,
-        max_pairs=p.max_pairs,
-        score=_score(p, model, data),
+        precision=params.precision,
+        device=params.device,
+        compile=params.compile,
+        aggregation=params.aggregation,
+        aggregation_size=params.aggregation_size,
+        max_pairs_in_split=params.max_pairs_in_split or None,
+        max_pairs=params.max_pairs,
+        score=_score(params, model, data),
     )
     write_record(run, MODEL_RECORD, record)
-    return record
+    return run
 
 
-def _train_demo(p: LoadModelParameters, prepared: Path, checkpoint: Path, run: Path) -> dict[str, Any]:
+def _train_demo(params: LoadModelParameters, prepared: Path, checkpoint: Path, run: Path) -> dict[str, Any]:
     from dlrm_nb.model.train import TrainSettings, train_demo
 
     settings = TrainSettings(
-        arch=p.arch,
-        seed=p.train_seed,
-        epochs=p.train_epochs,
-        batch_size=p.train_batch_size,
-        max_minutes=p.train_max_minutes,
+        arch=params.arch,
+        seed=params.train_seed,
+        epochs=params.train_epochs,
+        batch_size=params.train_batch_size,
+        max_minutes=params.train_max_minutes,
     )
     if checkpoint.exists():  # this notebook ran before on this run folder: keep its model if it fits
         training = (read_optional(run, MODEL_RECORD) or {}).get("training") or {}
@@ -201,55 +205,52 @@ def _train_demo(p: LoadModelParameters, prepared: Path, checkpoint: Path, run: P
                 "use a new run folder (or give it as checkpoint to use it as it is)"
             )
         return training
-    return train_demo(prepared, checkpoint, settings, progress=p.progress)
+    return train_demo(prepared, checkpoint, settings, progress=params.progress)
 
 
-def _score(p: LoadModelParameters, model, data: dict[str, Any]) -> dict[str, Any] | None:
+def _score(params: LoadModelParameters, model, data: dict[str, Any]) -> dict[str, Any] | None:
     """AUC of the first ``score_pairs`` test pairs straight from the model (no LoadGen)."""
-    if not p.score_pairs:
+    if not params.score_pairs:
         return None
-    from sklearn.metrics import roc_auc_score
-
-    from dlrm_nb.model.inference import Predictor, predict_split
+    from dlrm_nb.model.inference import Predictor, score_split
 
     split = open_split(data["prepared_dir"], "test")
-    count = min(p.score_pairs, len(split))
-    predictor = Predictor(model, precision=p.precision, device=p.device, compile=p.compile)
-    predictions = predict_split(predictor, split, count=count, progress=p.progress)
-    labels = split.labels()[:count]
-    auc = float(roc_auc_score(labels, predictions)) if 0 < labels.sum() < count else None
+    count = min(params.score_pairs, len(split))
+    predictor = Predictor(model, precision=params.precision, device=params.device, compile=params.compile)
+    score = score_split(predictor, split, count=count, progress=params.progress)
     oracle = (data.get("synthetic") or {}).get("oracle_auc", {}).get("test")
-    return {"pairs": count, "auc": auc, "oracle_auc": oracle}
+    return {"pairs": count, "auc": score.auc, "oracle_auc": oracle}
 
 
-def measure_model_throughput(p: LoadModelParameters) -> dict[str, Any]:
+def measure_model_throughput(params: LoadModelParameters) -> Path:
     """Model-only pairs/s for each precision in ``throughput_precisions`` and batch size in
-    ``throughput_batch_sizes`` (the forward alone, test-split inputs); ``model_throughput.json``."""
+    ``throughput_batch_sizes`` (the forward alone, test-split inputs) into ``model_throughput.json``;
+    return the run folder."""
     from dlrm_nb.model.checkpoint import load_checkpoint
     from dlrm_nb.model.inference import Predictor, forward_rates
 
-    run = open_run_dir(p.run_dir)
+    run = open_run_dir(params.run_dir)
     model_record = read_record(run, MODEL_RECORD, made_by="02_load_model (its first cells)")
     data = read_record(run, DATA_RECORD, made_by="01_prepare_data")
     rows = []
-    if p.throughput_seconds > 0:
+    if params.throughput_seconds > 0:
         split = open_split(data["prepared_dir"], "test")
-        for precision in p.throughput_precisions:
+        for precision in params.throughput_precisions:
             model, _ = load_checkpoint(model_record["checkpoint"])
-            predictor = Predictor(model, precision=precision, device=p.device, compile=p.compile)
-            rates = forward_rates(predictor, p.throughput_batch_sizes, p.throughput_seconds, split)
+            predictor = Predictor(model, precision=precision, device=params.device, compile=params.compile)
+            rates = forward_rates(predictor, params.throughput_batch_sizes, params.throughput_seconds, split)
             rows += [{"precision": precision, "batch_size": b, "pairs_per_s": r} for b, r in rates.items()]
             del model, predictor  # one copy of the model on the device at a time
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     record = {
-        "device": p.device,
-        "compile": p.compile,
-        "seconds_per_point": p.throughput_seconds,
+        "device": params.device,
+        "compile": params.compile,
+        "seconds_per_point": params.throughput_seconds,
         "rows": rows,
     }
     write_record(run, THROUGHPUT_RECORD, record)
-    return record
+    return run
 
 
 # ----------------------------------------------------------------------------- 03 scenarios, 04 accuracy
@@ -272,51 +273,55 @@ def open_run_benchmark(run: Path) -> Benchmark:
     )
 
 
-def run_scenarios(p: RunScenariosParameters) -> dict[str, Any]:
-    """Each scenario of ``p.scenarios`` in performance mode, Offline first (Server starts from its
-    rate) and, with ``p.qps_search``, the Server QPS search right before Server, which then runs at
-    the best QPS found (unless ``server_target_qps`` is set). Returns ``{scenario: metrics}`` plus
-    ``qps_search`` and ``run_dir``; each run's files are in ``<run>/<scenario>/performance/``."""
-    run = open_run_dir(p.run_dir)
+def run_scenarios(params: RunScenariosParameters) -> Path:
+    """Each scenario of ``params.scenarios`` in performance mode, Offline first (Server starts from its
+    rate) and, with ``params.qps_search``, the Server QPS search right before Server, which then runs at
+    the best QPS found (unless ``server_target_qps`` is set). Returns the run folder; each run's
+    files are in ``<run>/<scenario>/performance/``, the search's in ``<run>/qps_search/``."""
+    run = open_run_dir(params.run_dir)
     benchmark = open_run_benchmark(run)
     max_pairs = read_record(run, MODEL_RECORD, made_by="02_load_model")["max_pairs"]
-    order = sorted(p.scenarios, key=lambda s: s != "Offline")
-    results: dict[str, Any] = {"run_dir": str(run)}
-    with progress_bar(p.progress, total=len(order), desc="LoadGen scenarios", unit="run") as bar:
+    order = sorted(params.scenarios, key=lambda s: s != "Offline")
+    done: dict[str, Any] = {}  # scenario -> metrics, and "qps_search" -> its record
+    with progress_bar(params.progress, total=len(order), desc="LoadGen scenarios", unit="run") as bar:
         for scenario in order:
             bar.set_postfix_str(scenario)
             qps = None
             if scenario == "Server":
-                if p.qps_search:
-                    results["qps_search"] = _search(p, benchmark, run, max_pairs, results.get("Offline"))
-                qps = p.server_target_qps or _server_qps(benchmark, results, max_pairs)
-            settings = _loadgen_settings(p, scenario, "performance", qps, max_pairs)
-            results[scenario] = benchmark.run(settings, run)
-            bar.write(metrics_line(results[scenario]))
+                if params.qps_search:
+                    done["qps_search"] = _search(params, benchmark, run, max_pairs, done.get("Offline"))
+                qps = params.server_target_qps or _server_qps(benchmark, done, max_pairs)
+            settings = _loadgen_settings(params, scenario, "performance", qps, max_pairs)
+            done[scenario] = benchmark.run(settings, run)
+            bar.write(metrics_line(done[scenario]))
             bar.update()
-    if p.qps_search and "qps_search" not in results:
-        results["qps_search"] = _search(p, benchmark, run, max_pairs, results.get("Offline"))
-    return results
+    if params.qps_search and "qps_search" not in done:
+        done["qps_search"] = _search(params, benchmark, run, max_pairs, done.get("Offline"))
+    return run
 
 
 def _search(
-    p: RunScenariosParameters, benchmark: Benchmark, run: Path, max_pairs: int, offline: dict[str, Any] | None
+    params: RunScenariosParameters,
+    benchmark: Benchmark,
+    run: Path,
+    max_pairs: int,
+    offline: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return run_qps_search(
         benchmark,
-        _loadgen_settings(p, "Server", "performance", 1.0, max_pairs),
+        _loadgen_settings(params, "Server", "performance", 1.0, max_pairs),
         run / QPS_SEARCH_DIR,
-        budget_s=p.qps_search_budget_s,
-        probe_ms=p.qps_search_probe_ms,
+        budget_s=params.qps_search_budget_s,
+        probe_ms=params.qps_search_probe_ms,
         offline_samples_per_s=offline["samples_per_s"] if offline else None,
-        progress=p.progress,
+        progress=params.progress,
     )
 
 
-def _server_qps(benchmark: Benchmark, results: dict[str, Any], max_pairs: int) -> float:
+def _server_qps(benchmark: Benchmark, done: dict[str, Any], max_pairs: int) -> float:
     """Where the QPS search says to run Server, else half the Offline rate."""
-    found = (results.get("qps_search") or {}).get("server_qps")
-    return found or server_qps_guess(benchmark, results.get("Offline"), max_pairs)
+    found = (done.get("qps_search") or {}).get("server_qps")
+    return found or server_qps_guess(benchmark, done.get("Offline"), max_pairs)
 
 
 def server_qps_guess(benchmark: Benchmark, offline: dict[str, Any] | None, max_pairs: int) -> float:
@@ -332,41 +337,41 @@ def server_qps_guess(benchmark: Benchmark, offline: dict[str, Any] | None, max_p
 
 
 def _loadgen_settings(
-    p: RunScenariosParameters | AccuracyParameters,
+    params: RunScenariosParameters | AccuracyParameters,
     scenario: str,
     mode: str,
     qps: float | None,
     max_pairs: int,
 ) -> LoadgenSettings:
-    common = {
-        "scenario": scenario,
-        "mode": mode,
-        "target_qps": qps,
-        "max_pairs": max_pairs,
-        "performance_sample_count": p.performance_sample_count or None,
-    }
-    if isinstance(p, AccuracyParameters):
-        return LoadgenSettings(**common)
-    return LoadgenSettings(
-        **common,
-        latency_ms=p.server_latency_ms,
-        min_duration_ms=p.min_duration_ms,
-        max_duration_ms=p.max_duration_ms,
-        official=p.official,
+    settings = LoadgenSettings(
+        scenario=scenario,
+        mode=mode,
+        target_qps=qps,
+        max_pairs=max_pairs,
+        performance_sample_count=params.performance_sample_count or None,
+    )
+    if isinstance(params, AccuracyParameters):
+        return settings
+    return replace(
+        settings,
+        latency_ms=params.server_latency_ms,
+        min_duration_ms=params.min_duration_ms,
+        max_duration_ms=params.max_duration_ms,
+        official=params.official,
     )
 
 
-def run_accuracy(p: AccuracyParameters) -> dict[str, Any]:
-    """LoadGen in accuracy mode over the whole (or capped) test split in ``p.scenario``; AUC
-    from its ``mlperf_log_accuracy.json`` with the MLPerf targets and the ROC curve; the metrics
-    also land in ``<run>/<scenario>/accuracy/metrics.json``."""
-    run = open_run_dir(p.run_dir)
+def run_accuracy(params: AccuracyParameters) -> Path:
+    """LoadGen in accuracy mode over the whole (or capped) test split in ``params.scenario``; AUC
+    from its ``mlperf_log_accuracy.json`` with the MLPerf targets and the ROC curve, all in
+    ``<run>/<scenario>/accuracy/metrics.json``; return the run folder."""
+    run = open_run_dir(params.run_dir)
     benchmark = open_run_benchmark(run)
     model = read_record(run, MODEL_RECORD, made_by="02_load_model")
     qps = None
-    if p.scenario == "Server":
-        offline = read_optional(run / "Offline" / "performance", "metrics.json")
+    if params.scenario == "Server":
+        offline = read_optional(run / "Offline" / "performance", METRICS_NAME)
         qps = server_qps_guess(benchmark, offline, model["max_pairs"])
-    settings = _loadgen_settings(p, p.scenario, "accuracy", qps, model["max_pairs"])
-    metrics = benchmark.run(settings, run)
-    return {**metrics, "run_dir": str(run)}
+    settings = _loadgen_settings(params, params.scenario, "accuracy", qps, model["max_pairs"])
+    benchmark.run(settings, run)
+    return run

@@ -10,7 +10,7 @@ from typing import Any
 from dlrm_nb.data.criteo import REFERENCE_AUC
 from dlrm_nb.workbook.blocks import Markup, Note, Table, format_value
 from dlrm_nb.workbook.params import PIPELINE_PARAMETERS
-from dlrm_nb.workbook.runs import RunResults
+from dlrm_nb.workbook.runs import LoadedRun
 
 PERCENTILES = ("p50", "p90", "p99", "p99.9")
 
@@ -25,10 +25,10 @@ def _result_badge(metrics: dict[str, Any]) -> Markup:
     return Markup(f'<b style="color:{color}">{html.escape(result)}</b>')
 
 
-def scenario_table(results: RunResults) -> Table:
+def scenario_table(run: LoadedRun) -> Table:
     """Per scenario and mode: validity, samples/s, pairs/s, p50/p90/p99/p99.9 latency (ms), queries."""
     rows = []
-    for scenario, modes in results.metrics.items():
+    for scenario, modes in run.metrics.items():
         for mode, m in modes.items():
             latency = m.get("latency_ns") or {}
             rows.append(
@@ -58,9 +58,9 @@ def scenario_table(results: RunResults) -> Table:
     return Table(columns, rows, "LoadGen runs (samples = aggregated samples; latency per query)")
 
 
-def accuracy_table(results: RunResults) -> Table | Note:
+def accuracy_table(run: LoadedRun) -> Table | Note:
     """AUC of the accuracy run against MLPerf's 99% and 99.9% targets, with the direct score."""
-    metrics = results.accuracy
+    metrics = run.accuracy
     if metrics is None:
         return Note("No accuracy run in this folder (run 04_accuracy).")
     acc = metrics["accuracy"]
@@ -72,7 +72,7 @@ def accuracy_table(results: RunResults) -> Table | Note:
     for name, target in acc["targets"].items():
         verdict = "PASS" if target["passed"] else "FAIL"
         rows.append([f"MLPerf {name} target (≥ {100 * target['threshold']:.4f}%)", verdict])
-    score = (results.model or {}).get("score") or {}
+    score = (run.model or {}).get("score") or {}
     if score.get("auc") is not None:
         rows.append(
             [
@@ -80,7 +80,7 @@ def accuracy_table(results: RunResults) -> Table | Note:
                 f"{100 * score['auc']:.3f}%",
             ]
         )
-    oracle = ((results.data or {}).get("synthetic") or {}).get("oracle_auc", {}).get("test")
+    oracle = ((run.data or {}).get("synthetic") or {}).get("oracle_auc", {}).get("test")
     if oracle is not None:
         rows.append(["oracle AUC of the synthetic data (planted signal, test half)", f"{100 * oracle:.3f}%"])
     return Table(
@@ -88,13 +88,13 @@ def accuracy_table(results: RunResults) -> Table | Note:
     )
 
 
-def data_table(results_or_record: RunResults | dict[str, Any]) -> Table | Note:
+def data_table(run: LoadedRun) -> Table | Note:
     """The prepared data: source, folder, test pairs, positive rate, lines read and kept."""
-    data = results_or_record.data if isinstance(results_or_record, RunResults) else results_or_record
+    data = run.data
     if not data:
         return Note("No data.json in this folder (run 01_prepare_data).")
     manifest = data.get("manifest") or {}
-    rows = [
+    rows: list[list[Any]] = [
         ["source", data.get("source")],
         ["dataset", data.get("dataset")],
         ["prepared folder", data.get("prepared_dir")],
@@ -117,9 +117,9 @@ def data_table(results_or_record: RunResults | dict[str, Any]) -> Table | Note:
     return Table(["", ""], rows, "Data")
 
 
-def model_table(results_or_record: RunResults | dict[str, Any]) -> Table | Note:
+def model_table(run: LoadedRun) -> Table | Note:
     """The model: checkpoint, layers, size, precision, device, aggregation, training, quick AUC."""
-    model = results_or_record.model if isinstance(results_or_record, RunResults) else results_or_record
+    model = run.model
     if not model:
         return Note("No model.json in this folder (run 02_load_model).")
     training = model.get("training") or {}
@@ -150,18 +150,18 @@ def model_table(results_or_record: RunResults | dict[str, Any]) -> Table | Note:
     return Table(["", ""], rows, "Model")
 
 
-def system_table(results: RunResults) -> Table | Note:
+def system_table(run: LoadedRun) -> Table | Note:
     """Machine and versions from ``run.json`` (pipeline runs)."""
-    run = results.run
-    if not run:
+    record = run.record
+    if not record:
         return Note("No run.json (this folder was not made by `dlrm-nb run`).")
-    machine, versions, git = run["machine"], run["versions"], run["git"]
+    machine, versions, git = record["machine"], record["versions"], record["git"]
     memory = machine.get("memory_bytes")
     gpus = (
         ", ".join(f"{g['name']} ({g['memory_bytes'] / 2**30:.0f} GiB)" for g in machine.get("gpus", []))
         or "none"
     )
-    rows = [
+    rows: list[list[Any]] = [
         ["CPU", f"{machine['cpu']} ({', '.join(machine.get('cpu_flags', []))})"],
         ["cores (usable / logical)", f"{machine.get('usable_cores')} / {machine.get('logical_cores')}"],
         ["memory", f"{memory / 2**30:.1f} GiB" if memory else None],
@@ -176,33 +176,33 @@ def system_table(results: RunResults) -> Table | Note:
     return Table(["", ""], rows, "System")
 
 
-def parameters_table(results: RunResults) -> Table | Note:
+def parameters_table(run: LoadedRun) -> Table | Note:
     """The parameters each notebook ran with (``run.json``)."""
-    run = results.run
-    if not run:
+    record = run.record
+    if not record:
         return Note("No run.json (this folder was not made by `dlrm-nb run`).")
     rows = [
         [notebook, name, value]
-        for notebook, values in run["parameters"].items()
+        for notebook, values in record["parameters"].items()
         for name, value in values.items()
         if name not in PIPELINE_PARAMETERS
     ]
-    return Table(["notebook", "parameter", "value"], rows, f"Parameters ({run.get('params_file')})")
+    return Table(["notebook", "parameter", "value"], rows, f"Parameters ({record.get('params_file')})")
 
 
-def title(results: RunResults, text: str = "") -> Markup:
+def title(run: LoadedRun, text: str = "") -> Markup:
     """The report's heading: ``text`` or the run's name, with its description and status."""
-    run = results.run or {}
-    heading = html.escape(text or f"DLRM run {results.name}")
-    details = [run.get("description"), run.get("started") and f"started {run['started']}"]
+    record = run.record or {}
+    heading = html.escape(text or f"DLRM run {run.name}")
+    details = [record.get("description"), record.get("started") and f"started {record['started']}"]
     line = " · ".join(html.escape(str(d)) for d in details if d)
     return Markup(f"<h1>{heading}</h1><p>{line}</p>" if line else f"<h1>{heading}</h1>")
 
 
-def headline(results: RunResults) -> Table:
+def headline(run: LoadedRun) -> Table:
     """One line per figure that matters most."""
-    rows = [["run", results.name]]
-    offline = results.performance("Offline")
+    rows: list[list[Any]] = [["run", run.name]]
+    offline = run.performance("Offline")
     if offline:
         rows.append(
             [
@@ -210,13 +210,13 @@ def headline(results: RunResults) -> Table:
                 f"{format_value(offline['samples_per_s'])} ({format_value(offline['pairs_per_s'])})",
             ]
         )
-    single = results.performance("SingleStream")
+    single = run.performance("SingleStream")
     if single:
         rows.append(["SingleStream p90 latency (ms)", ms_from_ns(single["latency_ns"].get("p90"))])
-    multi = results.performance("MultiStream")
+    multi = run.performance("MultiStream")
     if multi:
         rows.append(["MultiStream p99 latency per query (ms)", ms_from_ns(multi["latency_ns"].get("p99"))])
-    search = results.qps_search
+    search = run.qps_search
     if search:
         best = search["best_qps"]
         rows.append(
@@ -225,7 +225,7 @@ def headline(results: RunResults) -> Table:
                 "none found" if best is None else f"{best:,.1f}",
             ]
         )
-    accuracy = results.accuracy
+    accuracy = run.accuracy
     if accuracy:
         acc = accuracy["accuracy"]
         passed = [name for name, t in acc["targets"].items() if t["passed"]]
