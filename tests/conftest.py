@@ -1,4 +1,10 @@
-"""Shared fixtures: the golden files and small data made on the fly."""
+"""Shared fixtures: the golden files and small data made on the fly.
+
+The golden files are outputs of the upstream reference (see tests/golden/README.md). The small set
+lives in tests/golden and comes with every clone. The large set, ``model_40M_arch`` (14 MB), does
+not: the tests that need it take the ``golden_large`` fixture, which looks in $DLRM_NB_GOLDEN, else
+in ../shared/golden next to the clone, and skips (saying where to get it) when neither holds it.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,28 @@ from pathlib import Path
 
 import pytest
 
-GOLDEN = Path(os.environ.get("DLRM_NB_GOLDEN", Path(__file__).resolve().parents[2] / "shared" / "golden"))
+GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN_LARGE = Path(
+    os.environ.get("DLRM_NB_GOLDEN") or Path(__file__).resolve().parents[2] / "shared" / "golden"
+)
+LARGE_SETS = ("model_40M_arch",)
 
 
 @pytest.fixture(scope="session")
 def golden() -> Path:
-    if not GOLDEN.is_dir():
-        pytest.fail(f"golden files not found at {GOLDEN}; set DLRM_NB_GOLDEN to ../shared/golden")
+    """The small golden set, part of the repository."""
+    if not (GOLDEN / "README.md").is_file():
+        pytest.fail(f"the golden files are missing from the clone: {GOLDEN} (they are tracked in git)")
     return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def golden_large() -> Path:
+    """The developer golden folder, which holds the large set (model_40M_arch) too; else a skip
+    that says where to get it."""
+    if not all((GOLDEN_LARGE / name).is_dir() for name in LARGE_SETS):
+        pytest.skip(
+            "the large golden set (model_40M_arch, 14 MB) is not in this clone: set DLRM_NB_GOLDEN to the "
+            f"developer golden folder, e.g. ../shared/golden (looked in {GOLDEN_LARGE})"
+        )
+    return GOLDEN_LARGE

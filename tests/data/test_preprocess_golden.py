@@ -1,4 +1,4 @@
-"""Byte-equality of our preprocessing with upstream's files in ../shared/golden/ (local and Dask engines)."""
+"""Byte-equality of our preprocessing with upstream's files in tests/golden/ (local and Dask engines)."""
 
 from __future__ import annotations
 

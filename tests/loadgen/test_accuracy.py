@@ -73,7 +73,7 @@ def test_day23_mode_with_arrays(golden: Path, acc: Path):
     assert np.array_equal(p1, p2) and np.array_equal(y1, y2)
 
 
-def test_predictions_match_the_model(golden: Path, acc: Path):
+def test_predictions_match_the_model(golden: Path, golden_large: Path, acc: Path):
     predictions, labels, queries = read_accuracy_log(acc / "mlperf_log_accuracy.json")
     assert queries == 3
     assert predictions.dtype == labels.dtype == np.float32 and predictions.shape == labels.shape == (500,)
@@ -81,7 +81,7 @@ def test_predictions_match_the_model(golden: Path, acc: Path):
     order = [q for q, _ in read_log_entries(acc / "mlperf_log_accuracy.json")]
     assert order == [2, 0, 1]
     rows = np.concatenate([np.arange(*trace[q]) for q in order])
-    model = np.load(golden / "model_40M_arch" / "predictions.npy")
+    model = np.load(golden_large / "model_40M_arch" / "predictions.npy")
     np.testing.assert_allclose(predictions, model[rows], rtol=0, atol=1e-6)
     assert np.array_equal(labels, read_raw_labels(golden / "raw" / "day_23", 500)[rows])
 

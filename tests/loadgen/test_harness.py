@@ -31,6 +31,7 @@ def bench(golden: Path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("scenario", "extra"),
     [("SingleStream", {}), ("MultiStream", {}), ("Server", {"target_qps": 50}), ("Offline", {})],
@@ -41,12 +42,28 @@ def test_each_scenario_yields_parsed_metrics(bench, tmp_path: Path, scenario: st
     folder = tmp_path / scenario / "performance"
     assert json.loads((folder / "metrics.json").read_text())["scenario"] == scenario
     assert (folder / "mlperf_log_summary.txt").exists() and (folder / "user.conf").exists()
-    assert metrics["samples_per_s"] > 0 and metrics["latency_ns"]["p99"] > 0
-    assert isinstance(metrics["valid"], bool)
-    assert metrics["sut"]["pairs"] == metrics["sut"]["samples"] * 5
+    assert metrics["scenario"] == metrics["settings"]["scenario"] == scenario
+    assert metrics["mode"] == "PerformanceOnly"
+    assert metrics["valid"] == (metrics["result"] == "VALID") and metrics["result"] in ("VALID", "INVALID")
+    assert metrics["valid"] or metrics["invalid_reasons"]  # an INVALID run says why
+    latency = metrics["latency_ns"]
+    assert 0 < latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+    assert metrics["samples_per_s"] > 0 and metrics["query_count"] > 0
+    sut = metrics["sut"]
+    assert sut["samples"] > 0 and sut["forwards"] > 0 and sut["model_seconds"] > 0
+    assert sut["pairs"] == sut["samples"] * 5  # fixed aggregation: 5 pairs per sample
+    assert 0 < sut["mean_batch_pairs"] <= SHORT["max_pairs"]
+    if scenario == "Offline":  # one query holding every sample
+        assert metrics["query_count"] == 1
+    else:  # LoadGen's samples per query: 8 in MultiStream, 1 otherwise
+        assert sut["samples"] == metrics["query_count"] * (8 if scenario == "MultiStream" else 1)
+    assert metrics["mean_pairs_per_sample"] == 5
     assert metrics["pairs_per_s"] == pytest.approx(metrics["samples_per_s"] * 5)
+    sut_latencies = np.load(folder / "sut_latencies_ns.npy")
+    assert len(sut_latencies) == sut["samples"] and (sut_latencies > 0).all()
 
 
+@pytest.mark.slow
 def test_accuracy_mode_auc_equals_direct_predictions(bench, tmp_path: Path) -> None:
     metrics = bench.run(LoadgenSettings(scenario="Offline", mode="accuracy", **SHORT), tmp_path)
     batch = bench.split.batch(slice(0, int(bench.trace[-1, 1])))
@@ -74,6 +91,7 @@ def test_failure_inside_predict_fails_the_run(bench, tmp_path: Path) -> None:
         bench.predictor.predict = original
 
 
+@pytest.mark.slow
 def test_qps_search_stops_within_its_budget(bench, tmp_path: Path) -> None:
     calls = []
 
@@ -97,7 +115,10 @@ def test_qps_search_stops_within_its_budget(bench, tmp_path: Path) -> None:
         ({"scenario": "Batch"}, "scenario 'Batch' is not one of SingleStream, MultiStream, Server, Offline"),
         ({"mode": "submission"}, "mode 'submission' is not one of performance, accuracy"),
         ({"scenario": "Server", "target_qps": 0}, "target_qps 0 must be > 0"),
-        ({"scenario": "Server", "target_qps": 10, "latency_ms": -1}, "latency_ms -1 must be > 0"),
+        (
+            {"scenario": "Server", "target_qps": 10, "latency_ms": -1},
+            "latency_ms -1 is not valid: need a number > 0",
+        ),
         ({"scenario": "Server"}, "scenario Server needs target_qps"),
     ],
 )
@@ -124,8 +145,10 @@ def test_mismatched_checkpoint_and_data(golden: Path, tmp_path: Path) -> None:
         open_benchmark(golden / "model_tiny" / "checkpoint.pt", tmp_path)
 
 
-def test_trace_is_written_in_upstream_format(golden: Path, tmp_path: Path) -> None:
+def test_trace_is_written_in_upstream_format(golden: Path, golden_large: Path, tmp_path: Path) -> None:
     path = tmp_path / "trace.txt"
-    open_benchmark(golden / "model_40M_arch" / "checkpoint.pt", golden / "prep_M1000_r0", trace_path=path)
+    open_benchmark(
+        golden_large / "model_40M_arch" / "checkpoint.pt", golden / "prep_M1000_r0", trace_path=path
+    )
     assert path.read_text() == (golden / "accuracy" / "dlrm_trace_of_aggregated_samples.txt").read_text()
     assert np.array_equal(np.loadtxt(path, delimiter=",", dtype=int)[:, :2][-1], [400, 500])

@@ -28,13 +28,16 @@ MODELS = ["model_tiny", "model_40M_arch"]
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize(("split", "expected"), [("test", "predictions.npy"), ("val", "predictions_val.npy")])
-def test_golden_checkpoint_predictions(golden: Path, name: str, split: str, expected: str) -> None:
-    config = json.loads((golden / name / "model_config.json").read_text())
-    model, metadata = load_checkpoint(golden / name / "checkpoint.pt")
+def test_golden_checkpoint_predictions(
+    golden: Path, request: pytest.FixtureRequest, name: str, split: str, expected: str
+) -> None:
+    models = request.getfixturevalue("golden_large") if name == "model_40M_arch" else golden
+    config = json.loads((models / name / "model_config.json").read_text())
+    model, metadata = load_checkpoint(models / name / "checkpoint.pt")
     assert list(model.arch.table_sizes) == config["ln_emb"]
     assert metadata["nbatches"] == 288 and isinstance(metadata["test_acc"], float)
     predictions = predict_split(Predictor(model), open_split(golden / "prep_M1000_r0", split), progress=False)
-    np.testing.assert_allclose(predictions, np.load(golden / name / expected), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(predictions, np.load(models / name / expected), rtol=0, atol=1e-6)
 
 
 def test_tiny_model_auc_is_the_documented_one(golden: Path) -> None:
@@ -44,8 +47,8 @@ def test_tiny_model_auc_is_the_documented_one(golden: Path) -> None:
     assert round(auc, 5) == 0.77003
 
 
-def test_save_load_round_trip_and_plain_dict(golden: Path, tmp_path: Path) -> None:
-    model, _ = load_checkpoint(golden / "model_40M_arch" / "checkpoint.pt")
+def test_save_load_round_trip_and_plain_dict(golden_large: Path, tmp_path: Path) -> None:
+    model, _ = load_checkpoint(golden_large / "model_40M_arch" / "checkpoint.pt")
     path = tmp_path / "saved.pt"
     save_checkpoint(model, path, test_auc=0.72)
     again, metadata = load_checkpoint(path)
@@ -102,8 +105,8 @@ def test_malicious_pickle_is_refused_and_runs_nothing(golden: Path, tmp_path: Pa
     assert not target.exists()
 
 
-def test_wrong_architecture_names_the_key_and_shapes(golden: Path) -> None:
-    config = json.loads((golden / "model_40M_arch" / "model_config.json").read_text())
+def test_wrong_architecture_names_the_key_and_shapes(golden: Path, golden_large: Path) -> None:
+    config = json.loads((golden_large / "model_40M_arch" / "model_config.json").read_text())
     sizes = list(config["ln_emb"])
     sizes[3] += 1
     with pytest.raises(
@@ -111,7 +114,9 @@ def test_wrong_architecture_names_the_key_and_shapes(golden: Path) -> None:
         match=rf"emb_l\.3\.weight has shape \[{sizes[3] - 1}, 128\], "
         rf"the model expects \[{sizes[3]}, 128\]",
     ):
-        load_checkpoint(golden / "model_40M_arch" / "checkpoint.pt", preset("tb00_40M").with_tables(sizes))
+        load_checkpoint(
+            golden_large / "model_40M_arch" / "checkpoint.pt", preset("tb00_40M").with_tables(sizes)
+        )
     with pytest.raises(
         CheckpointError, match=r"the checkpoint lacks bot_l\.4\.bias \(shape \[128\]\) and 7 more"
     ):
@@ -139,16 +144,18 @@ def test_cuda_absent_is_a_clear_error(golden: Path) -> None:
     model, _ = load_checkpoint(golden / "model_tiny" / "checkpoint.pt")
     with pytest.raises(DlrmNbError, match="device 'cuda' was asked for but CUDA is not available"):
         Predictor(model, device="cuda")
-    with pytest.raises(DlrmNbError, match="precision 'fp16' is not one of fp32, bf16, int8"):
+    with pytest.raises(DlrmNbError, match="precision 'fp16' is not valid: use one of fp32, bf16, int8"):
         Predictor(model, precision="fp16")
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_reduced_precisions_pass_the_mlperf_rule_against_fp32(golden: Path, precision: str) -> None:
+def test_reduced_precisions_pass_the_mlperf_rule_against_fp32(
+    golden: Path, golden_large: Path, precision: str
+) -> None:
     test = open_split(golden / "prep_M1000_r0", "test")
     aucs = {}
     for name in ("fp32", precision):
-        model, _ = load_checkpoint(golden / "model_40M_arch" / "checkpoint.pt")
+        model, _ = load_checkpoint(golden_large / "model_40M_arch" / "checkpoint.pt")
         aucs[name] = roc_auc_score(
             test.labels(), predict_split(Predictor(model, precision=name), test, progress=False)
         )

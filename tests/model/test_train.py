@@ -16,6 +16,8 @@ from dlrm_nb.model.checkpoint import load_checkpoint
 from dlrm_nb.model.inference import Predictor, accuracy_rule, predict_split
 from dlrm_nb.model.train import TrainSettings, train_demo
 
+pytestmark = pytest.mark.slow  # trains models: about 15 s
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> tuple[Path, dict]:
@@ -77,4 +79,16 @@ def test_same_seed_same_checkpoint(data, tmp_path: Path) -> None:
         progress=False,
     )
     assert other["test_auc"] != first["test_auc"]
-    assert json.dumps(first["settings"])  # the settings are recorded, JSON-ready
+    # the settings are recorded as given (defaults filled in) and survive a JSON round trip
+    recorded = {
+        "arch": "kaggle",
+        "seed": 3,
+        "epochs": 1.0,
+        "batch_size": 256,
+        "learning_rate": 2e-3,
+        "max_minutes": 10.0,
+        "max_train_rows": 4000,
+    }
+    assert first["settings"] == recorded and other["settings"] == {**recorded, "seed": 4}
+    assert json.loads(json.dumps(first["settings"])) == recorded
+    assert first["arch"] == "kaggle" and first["steps"] == 16 and first["complete"]  # ceil(4000 / 256) steps

@@ -45,9 +45,33 @@ def test_headline_and_index_take_missing_latencies_and_commits(tmp_path: Path) -
     results = load_run(folder)
     assert ["SingleStream p90 latency (ms)", None] in headline(results).rows
     row = index_rows([results]).rows[0]
-    assert row[-1] is None  # no commit: shown as a dash
-    assert "<td>—</td>" in index_rows([results]).to_html()
-    assert write_index(tmp_path).read_text().count("no-git") >= 1
+    assert row[:2] == ["no-git", "done"]
+    assert row[6] is None and row[-1] is None  # no p90, no commit: shown as dashes
+    # beside it, a run with a commit and a p90: the same columns carry the values
+    known = _run(
+        tmp_path, "with-git", {"git": {"commit": "0123456789abcdef", "dirty": False}, "status": "done"}
+    )
+    single = known / "SingleStream" / "performance"
+    single.mkdir(parents=True)
+    (single / "metrics.json").write_text(
+        json.dumps(
+            {
+                "scenario": "SingleStream",
+                "latency_ns": {"p90": 2_500_000, "p99": None},
+                "samples_per_s": 400.0,
+            }
+        )
+    )
+    assert ["SingleStream p90 latency (ms)", 2.5] in headline(load_run(known)).rows
+    assert index_rows([load_run(known)]).rows[0][6] == 2.5
+    assert index_rows([load_run(known)]).rows[0][-1] == "0123456789"  # the first 10 characters
+    page = write_index(tmp_path).read_text()
+    dashes = "<td>—</td>"
+    assert (
+        f"<tr><td>no-git</td><td>done</td>{dashes}<td>— / —</td>{dashes * 8}</tr>" in page
+    )  # every missing figure a dash, the page written all the same
+    assert f"<tr><td>with-git</td><td>done</td>{dashes}<td>— / —</td>{dashes * 2}<td>2.5</td>" in page
+    assert "<td>0123456789</td></tr>" in page and "2 runs in" in page
 
 
 def test_report_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
