@@ -24,8 +24,11 @@ from dlrm_nb.loadgen.settings import (
     QPS_SEARCH_PROBE_MS,
     SCENARIOS,
     LoadgenSettings,
+    auto_instances,
+    usable_cores,
 )
-from dlrm_nb.model.settings import DEVICES, PRECISIONS, SCORE_BATCH_PAIRS, TrainSettings
+from dlrm_nb.model.auto import AUTO
+from dlrm_nb.model.settings import DEVICES, PRECISIONS, SCORE_BATCH_PAIRS, TABLE_PRECISIONS, TrainSettings
 from dlrm_nb.progress import PROGRESS_STYLES
 
 
@@ -103,7 +106,13 @@ def _score(args: argparse.Namespace) -> None:
         raise DlrmNbError(f"{args.out} exists; choose another name or pass --overwrite")
     split = open_split(args.data, args.split)
     model, _ = load_checkpoint(args.checkpoint)
-    predictor = Predictor(model, precision=args.precision, device=args.device, compile=args.compile)
+    predictor = Predictor(
+        model,
+        precision=args.precision,
+        table_precision=args.table_precision,
+        device=args.device,
+        compile=args.compile,
+    )
     score = score_split(predictor, split, count=args.count, batch_size=args.batch_size)
     with atomic_output(args.out) as tmp, open(tmp, "wb") as f:
         np.save(f, score.predictions)
@@ -111,15 +120,65 @@ def _score(args: argparse.Namespace) -> None:
     print(f"AUC={100 * auc:.3f}%, pairs={len(score.predictions)}, predictions in {args.out}")
 
 
+def _synth_checkpoint(args: argparse.Namespace) -> None:
+    from dlrm_nb.model.synth_checkpoint import write_synthetic_checkpoint
+
+    path = write_synthetic_checkpoint(args.out, args.arch, rows=args.rows, seed=args.seed)
+    print(
+        f"wrote {path} ({path.stat().st_size / 2**30:.2f} GiB, {args.arch}, rows {args.rows or 'published'})"
+    )
+
+
+def _forward_bench(args: argparse.Namespace) -> None:
+    import json
+
+    from dlrm_nb.data.dataset import open_split
+    from dlrm_nb.model.checkpoint import load_checkpoint
+    from dlrm_nb.model.inference import Predictor, forward_rates
+
+    split = open_split(args.data, "test")
+    model, _ = load_checkpoint(args.checkpoint)
+    predictor = Predictor(
+        model,
+        precision=args.precision,
+        table_precision=args.table_precision,
+        device=args.device,
+        compile=args.compile,
+    )
+    warm_s = predictor.warm_up()
+    rates = forward_rates(predictor, args.batch, args.seconds, split)
+    rows = [
+        {
+            "precision": args.precision,
+            "table_precision": args.table_precision,
+            "device": args.device,
+            "compile": args.compile,
+            "batch_size": batch,
+            "pairs_per_s": round(rate, 1),
+            "gflop_per_s": round(rate * model.arch.flops_per_pair / 1e9, 2),
+        }
+        for batch, rate in rates.items()
+    ]
+    if args.json:
+        print(json.dumps({"warm_up_s": round(warm_s, 3), "rows": rows}, indent=2))
+        return
+    for row in rows:
+        print(
+            f"{row['precision']} (tables {row['table_precision']}) on {row['device']}, batch "
+            f"{row['batch_size']:,}: {row['pairs_per_s']:,.0f} pairs/s, {row['gflop_per_s']:,.1f} GFLOP/s"
+        )
+
+
 def _benchmark(args: argparse.Namespace):
     from dlrm_nb.loadgen.benchmark import open_benchmark
 
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return open_benchmark(
+    benchmark = open_benchmark(
         args.checkpoint,
         args.data,
         precision=args.precision,
+        table_precision=args.table_precision,
         device=args.device,
         compile=args.compile,
         aggregation=args.aggregation,
@@ -127,6 +186,20 @@ def _benchmark(args: argparse.Namespace):
         max_pairs_in_split=args.max_pairs_in_split,
         trace_path=run_dir / TRACE_NAME,
     )
+    if benchmark.auto is not None:
+        print(_auto_line(benchmark.auto))
+    return benchmark
+
+
+def _auto_line(auto: Any) -> str:
+    """``precision auto -> bf16 (fp32 45,000 pairs/s AUC 80.1%, bf16 ... )``: one line for people."""
+    figures = ", ".join(
+        f"{c.precision} {c.pairs_per_s:,.0f} pairs/s"
+        + ("" if c.auc is None else f" AUC {100 * c.auc:.3f}%")
+        + ("" if c.passes else " (fails 99.9%)")
+        for c in auto.candidates
+    )
+    return f"precision auto -> {auto.chosen} ({figures})"
 
 
 def _settings(args: argparse.Namespace, **overrides):
@@ -141,6 +214,7 @@ def _settings(args: argparse.Namespace, **overrides):
         performance_sample_count=args.samples,
         max_pairs=args.max_pairs,
         official=args.official,
+        instances=args.instances or auto_instances(usable_cores()),
     )
     values.update(overrides)
     return LoadgenSettings(**values)
@@ -226,7 +300,18 @@ def _add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="DLRM checkpoint (upstream format or state_dict)")
     parser.add_argument("--data", required=True, help="prepared folder holding the test split")
     parser.add_argument("--run-dir", required=True, help="output folder: <scenario>/<mode>/ go below it")
-    parser.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help="arithmetic")
+    parser.add_argument(
+        "--precision",
+        choices=(*PRECISIONS, AUTO),
+        default=PRECISIONS[0],
+        help="MLP and interaction arithmetic; auto: the fastest here that passes 99.9%% of fp32's AUC",
+    )
+    parser.add_argument(
+        "--table-precision",
+        choices=TABLE_PRECISIONS,
+        default=TABLE_PRECISIONS[0],
+        help="embedding tables: int8 is row-wise (a scale per row)",
+    )
     parser.add_argument("--device", default=DEVICES[0], help="cpu, cuda or cuda:N")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
@@ -271,7 +356,23 @@ def _add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-pairs", type=int, default=_default(LoadgenSettings, "max_pairs"), help="pairs per forward"
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=0,
+        help="SUT workers for Offline and Server, each with its own threads (0: auto from the cores)",
+    )
     parser.add_argument("--official", action="store_true", help="MLPerf's durations and counts (600 s runs)")
+
+
+def _full_or_int(text: str) -> int | None:
+    """``full`` (None: the published table sizes) or a whole number of rows."""
+    if text == "full":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'full' or a whole number") from None
 
 
 class _HelpWithDefaults(argparse.HelpFormatter):
@@ -404,11 +505,46 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--split", choices=SPLITS, default=SPLITS[0], help="which half of the test day")
     score.add_argument("--count", type=int, default=None, help="only the first COUNT pairs")
     score.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help="arithmetic")
+    score.add_argument(
+        "--table-precision", choices=TABLE_PRECISIONS, default=TABLE_PRECISIONS[0], help="embedding tables"
+    )
     score.add_argument("--device", default=DEVICES[0], help="cpu, cuda or cuda:N")
     score.add_argument("--batch-size", type=int, default=SCORE_BATCH_PAIRS, help="pairs per forward")
     score.add_argument("--compile", action="store_true", help="torch.compile the model first")
     score.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
     score.set_defaults(run=_score)
+
+    synth_ckpt = _add_command(
+        commands, "synth-checkpoint", help="random weights at the published sizes, in upstream's format"
+    )
+    synth_ckpt.add_argument("out", metavar="OUT.pt", help="checkpoint to write (never overwritten)")
+    synth_ckpt.add_argument("--arch", required=True, help="architecture preset: tb00_40M, tb0875_10M, kaggle")
+    synth_ckpt.add_argument(
+        "--rows",
+        type=_full_or_int,
+        default=None,
+        help="rows per table: full (published) or a cap N",
+    )
+    synth_ckpt.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same bytes)")
+    synth_ckpt.set_defaults(run=_synth_checkpoint)
+
+    forward = _add_command(
+        commands, "forward-bench", help="model-only pairs/s at a batch size (the forward alone, no LoadGen)"
+    )
+    forward.add_argument("--checkpoint", required=True, help="upstream-format checkpoint or state_dict (.pt)")
+    forward.add_argument("--data", required=True, help="prepared folder: inputs are its first test pairs")
+    forward.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help="arithmetic")
+    forward.add_argument(
+        "--table-precision", choices=TABLE_PRECISIONS, default=TABLE_PRECISIONS[0], help="embedding tables"
+    )
+    forward.add_argument(
+        "--batch", type=int, nargs="+", default=[SCORE_BATCH_PAIRS], help="pairs per forward"
+    )
+    forward.add_argument("--seconds", type=float, default=2.0, help="timing per batch size")
+    forward.add_argument("--device", default=DEVICES[0], help="cpu, cuda or cuda:N")
+    forward.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    forward.add_argument("--json", action="store_true", help="print the figures as JSON")
+    forward.set_defaults(run=_forward_bench)
 
     loadgen = _add_command(
         commands, "loadgen", help="one MLPerf LoadGen run (scenario, mode) with metrics.json"

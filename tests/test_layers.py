@@ -84,3 +84,14 @@ def test_layers_are_folders() -> None:
         assert (PACKAGE / layer / "__init__.py").is_file()
     flat = sorted(p.stem for p in PACKAGE.glob("*.py"))
     assert flat == ["__init__", "cli", "exceptions", "fileio", "progress"]
+
+
+def test_the_architecture_page_lists_every_module() -> None:
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    tree = page.split("```", 3)[3]  # the package tree is the second code block
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in modules()
+        if path.name != "__init__.py" and f" {path.name} " not in tree
+    ]
+    assert not missing, f"docs/architecture.md does not list {missing}: one line per module, its one job"

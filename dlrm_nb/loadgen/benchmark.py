@@ -15,9 +15,11 @@ from dlrm_nb.data.dataset import CriteoSplit
 from dlrm_nb.exceptions import DlrmNbError
 from dlrm_nb.loadgen.aggregation import DEFAULT_FIXED_SIZE, DEFAULT_UNIFORM_RANGE
 from dlrm_nb.loadgen.runner import run_loadgen
-from dlrm_nb.loadgen.settings import LoadgenSettings
+from dlrm_nb.loadgen.settings import LoadgenSettings, usable_cores
+from dlrm_nb.model.auto import AUTO, AutoChoice
 from dlrm_nb.model.checkpoint import check_pair
 from dlrm_nb.model.inference import Predictor, check_precision_device
+from dlrm_nb.model.settings import check_table_precision
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class BenchmarkSource:
     checkpoint: str
     data_dir: str
     precision: str
+    table_precision: str
     device: str
     compile: bool
     threads: int  # torch intra-op threads
@@ -36,7 +39,13 @@ class BenchmarkSource:
         from dlrm_nb.model.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(self.checkpoint)
-        return Predictor(model, precision=self.precision, device=self.device, compile=self.compile)
+        return Predictor(
+            model,
+            precision=self.precision,
+            table_precision=self.table_precision,
+            device=self.device,
+            compile=self.compile,
+        )
 
 
 @dataclass
@@ -55,6 +64,7 @@ class Benchmark:
     split: CriteoSplit
     trace: np.ndarray  # int64 [S, 2]: (start, end) pairs of each aggregated sample
     source: BenchmarkSource
+    auto: AutoChoice | None = None  # how ``precision: auto`` chose, when it was asked for
 
     @cached_property
     def predictor(self) -> Predictor:
@@ -111,6 +121,7 @@ def open_benchmark(
     data_dir: str | os.PathLike,
     *,
     precision: str = "fp32",
+    table_precision: str = "fp32",
     device: str = "cpu",
     compile: bool = False,
     aggregation: str = "quantile",
@@ -145,11 +156,22 @@ def open_benchmark(
         write_trace(trace_path, trace)
     threads = usable_cores()
     torch.set_num_threads(threads)  # one compute thread pool, no Python worker pools on top
-    source = BenchmarkSource(str(checkpoint), str(data_dir), precision, device, compile, threads)
-    check_precision_device(precision, device)  # fail here, not in the first LoadGen process
-    return Benchmark(split, trace, source)
+    # fail here, not in the first LoadGen process
+    check_precision_device("fp32" if precision == AUTO else precision, device)
+    check_table_precision(table_precision)
+    auto = None
+    if precision == AUTO:  # measured here, once, before any LoadGen process starts
+        from dlrm_nb.model.auto import choose_precision
 
-
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask, which containers and taskset narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        auto = choose_precision(
+            lambda: load_checkpoint(checkpoint)[0],
+            split,
+            device=device,
+            table_precision=table_precision,
+            compile=compile,
+        )
+        precision = auto.chosen
+    source = BenchmarkSource(
+        str(checkpoint), str(data_dir), precision, table_precision, device, compile, threads
+    )
+    return Benchmark(split, trace, source, auto)

@@ -13,9 +13,10 @@ import numpy as np
 from dlrm_nb.data.dataset import CriteoSplit
 from dlrm_nb.exceptions import DlrmNbError
 from dlrm_nb.fileio import atomic_output, write_json
+from dlrm_nb.loadgen.batcher import CLOSE_REASONS
 from dlrm_nb.loadgen.qsl import AggregatedQSL
 from dlrm_nb.loadgen.settings import MODEL_NAME, MODES, STREAM_SAMPLES, LoadgenSettings
-from dlrm_nb.loadgen.sut import DlrmSUT
+from dlrm_nb.loadgen.sut import DlrmSUT, allowed_cores
 from dlrm_nb.loadgen.timing import query_latency_ms, warm_up
 from dlrm_nb.model.inference import Predictor
 
@@ -47,6 +48,10 @@ def run_loadgen(
     out.mkdir(parents=True, exist_ok=True)
     qsl = AggregatedQSL(split, trace, predictor.device)
     try:
+        if settings.scenario in STREAM_SAMPLES or predictor.compiled:
+            # every batch shape, built here for LoadGen's thread (same thread count) and compiled
+            # once before any worker runs; Offline and Server workers warm up in their own threads
+            predictor.warm_up()
         rate = warm_up(predictor, split, qsl.sizes, settings.max_pairs)
     except Exception as exc:
         raise DlrmNbError(f"the model failed during the {settings.scenario} run (warm-up): {exc!r}") from exc
@@ -71,7 +76,21 @@ def run_loadgen(
     log_settings = lg.LogSettings()
     log_settings.log_output = log_output
     log_settings.enable_trace = False
-    sut = DlrmSUT(predictor, qsl, settings.scenario, settings.max_pairs)
+    instances, threads = settings.thread_layout(len(allowed_cores()))
+    try:  # the workers start and warm up in their own threads here
+        sut = DlrmSUT(
+            predictor,
+            qsl,
+            settings.scenario,
+            settings.max_pairs,
+            latency_ms=settings.latency_ms,
+            instances=instances,
+            threads_per_instance=threads,
+        )
+    except Exception as exc:
+        raise DlrmNbError(
+            f"the model failed during the {settings.scenario} run (warm-up of the SUT's workers): {exc!r}"
+        ) from exc
     qsl_handle = lg.ConstructQSL(len(qsl), settings.sample_count(len(qsl)), qsl.load, qsl.unload)
     started = time.perf_counter()
     try:
@@ -98,6 +117,12 @@ def run_loadgen(
             "samples": stats.samples,
             "model_seconds": round(stats.model_seconds, 3),
             "mean_batch_pairs": float(np.mean(stats.batch_pairs)) if stats.batch_pairs else 0.0,
+            "instances": stats.instances,
+            "threads_per_instance": stats.threads_per_instance,
+            "pinned": stats.pinned,
+            # Server: batches by why they closed (see dlrm_nb.loadgen.batcher); 0 elsewhere
+            **{f"closed_on_{reason}": stats.closed[reason] for reason in CLOSE_REASONS},
+            **_forward_model(sut),
         },
         precision=predictor.precision,
         device=str(predictor.device),
@@ -110,6 +135,18 @@ def run_loadgen(
         metrics["accuracy"] = evaluate_log(out / ACCURACY_LOG_NAME)
     write_json(out / METRICS_NAME, metrics)
     return metrics
+
+
+def _forward_model(sut: DlrmSUT) -> dict[str, float | None]:
+    """Server: the batcher's budget and its learnt model of a forward; None elsewhere."""
+    batcher = sut.batcher
+    if batcher is None:
+        return {"budget_ms": None, "forward_fixed_ms": None, "forward_us_per_pair": None}
+    return {
+        "budget_ms": round(batcher.budget * 1e3, 3),
+        "forward_fixed_ms": round(batcher.model.fixed_s * 1e3, 4),
+        "forward_us_per_pair": round(batcher.model.per_pair_s * 1e6, 4),
+    }
 
 
 def metrics_line(metrics: dict[str, Any]) -> str:

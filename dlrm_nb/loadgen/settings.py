@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -39,6 +40,51 @@ QPS_SEARCH_PROBE_MS = 5000
 
 #: Samples per query of the streaming scenarios (LoadGen's defaults for MultiStream).
 STREAM_SAMPLES = MappingProxyType({"SingleStream": 1, "MultiStream": 8})
+
+
+#: From this many cores on, a run may split them into several instances (see auto_instances).
+MANY_CORES = 8
+
+#: Intra-op threads of one instance on a many-core machine.
+THREADS_PER_INSTANCE = 4
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def auto_instances(cores: int) -> int:
+    """How many SUT worker instances to run on ``cores`` cores: 1 below ``MANY_CORES`` (8), else
+    ``cores // 4`` (instances of about 4 intra-op threads each).
+
+    Why: a DLRM forward at Server's batch sizes (a few hundred to a few thousand pairs) keeps few
+    threads busy; more and narrower instances run more forwards at once, each with fewer OpenMP
+    barriers and a smaller working set (Intel's MLPerf layout goes down to one thread per
+    instance). Each instance is a Python thread, though, and the GIL serialises the Python part
+    of their work (gathering inputs, building responses), so this stops at about 4 threads an
+    instance rather than 1. Below 8 cores one instance: two on 2 cores would leave nothing for
+    LoadGen's issue thread. Only the 2-core layout is measured (DESIGN §7); the rest is reasoned.
+    """
+    if cores < 1:
+        raise InvalidValueError("cores", cores, "need a whole number >= 1")
+    return 1 if cores < MANY_CORES else cores // THREADS_PER_INSTANCE
+
+
+def auto_threads(cores: int, instances: int, scenario: str) -> int:
+    """Intra-op threads of each of ``instances`` instances on ``cores`` cores in ``scenario``.
+
+    The cores are shared evenly. Server on a small machine (fewer than ``MANY_CORES``) first
+    leaves LoadGen's issue thread a core: on 2 cores that is 1 thread, and the measurement in
+    DESIGN §7 found Server VALID with 1 intra-op thread and INVALID with 2 (p99 26.5 vs 31.8 ms,
+    compiled bf16). Offline (its issue thread idles after the one query), SingleStream and
+    MultiStream (which predict in LoadGen's thread) use every core: on 2 cores, 2 threads. On many
+    cores one core is a small share and the issue thread takes it as it needs it.
+    """
+    if cores < 1 or instances < 1:
+        raise InvalidValueError("cores and instances", (cores, instances), "need whole numbers >= 1")
+    spare = 1 if scenario == "Server" and 1 < cores < MANY_CORES else 0
+    return max(1, (cores - spare) // instances)
 
 
 def check_latency_ms(latency_ms: float) -> float:
@@ -78,6 +124,11 @@ class LoadgenSettings:
     performance_sample_count: int | None = None  # default: MLPerf's 204,800 capped by the data
     max_pairs: int = 8192  # pairs per forward, batching across samples and queries
     official: bool = False
+    # Offline / Server: SUT worker threads fed from one queue, each running its own forwards
+    # (see auto_instances for a layout by core count); SingleStream / MultiStream predict in
+    # LoadGen's thread and ignore it
+    instances: int = 1
+    threads_per_instance: int | None = None  # torch intra-op threads of each (None: auto_threads)
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -94,8 +145,21 @@ class LoadgenSettings:
         check_durations(self.min_duration_ms, self.max_duration_ms)
         if self.max_pairs < 1:
             raise DlrmNbError(f"max_pairs {self.max_pairs} must be >= 1")
+        if self.instances < 1:
+            raise InvalidValueError("instances", self.instances, "need a whole number >= 1")
+        if self.threads_per_instance is not None and self.threads_per_instance < 1:
+            raise InvalidValueError(
+                "threads_per_instance", self.threads_per_instance, "need a whole number >= 1 (or None: auto)"
+            )
         if self.scenario == "Server" and self.target_qps is None:
             raise DlrmNbError("scenario Server needs target_qps (queries per second to issue)")
+
+    def thread_layout(self, cores: int) -> tuple[int, int]:
+        """(instances, intra-op threads of each) on ``cores`` cores; the streaming scenarios run
+        one instance, LoadGen's own thread."""
+        instances = 1 if self.scenario in STREAM_SAMPLES else self.instances
+        threads = self.threads_per_instance or auto_threads(cores, instances, self.scenario)
+        return instances, threads
 
     def sample_count(self, total_samples: int) -> int:
         count = self.performance_sample_count or min(MLPERF_PERFORMANCE_SAMPLES, total_samples)

@@ -1,26 +1,40 @@
-"""Running a DLRM for inference: precision (fp32, bf16, int8), device (cpu, cuda), batched prediction."""
+"""Running a DLRM for inference: precisions (MLPs and tables), device (cpu, cuda), batched prediction."""
 
 from __future__ import annotations
 
+import bisect
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
 import torch
-from torch import nn
 
 from dlrm_nb.data.auc import auc_or_none
-from dlrm_nb.data.criteo import ACCURACY_TARGETS, N_DENSE
+from dlrm_nb.data.criteo import ACCURACY_TARGETS, N_CAT, N_DENSE
 from dlrm_nb.data.dataset import Batch, CriteoSplit
 from dlrm_nb.exceptions import DlrmNbError
 from dlrm_nb.model.dlrm import DLRM
-from dlrm_nb.model.settings import SCORE_BATCH_PAIRS, check_device_name, check_precision
+from dlrm_nb.model.engine import InferenceEngine
+from dlrm_nb.model.settings import (
+    SCORE_BATCH_PAIRS,
+    check_device_name,
+    check_precision,
+    check_table_precision,
+)
 from dlrm_nb.progress import Progress, progress_bar
 
-CPU_SLICE = 1024  # pairs per forward on the CPU: larger batches run as slices of this size
+#: Batch sizes a forward runs at on the CPU: 16, 32, then multiples of 64 up to 1024. A forward's
+#: time grows about linearly from 32 pairs on, so padding costs at most 63 pairs' worth; batches
+#: above 1024 run as pieces of 1024 (no faster per pair when larger, and their activations stay
+#: in cache).
+CPU_BUCKETS = (16, 32, *range(64, 1025, 64))
+#: Batch sizes a forward runs at on a GPU: powers of two from 128 to 65536.
+CUDA_BUCKETS = tuple(2**k for k in range(7, 17))
+
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -43,38 +57,85 @@ def check_precision_device(precision: str, device: str) -> torch.device:
 class Predictor:
     """A DLRM ready to predict: ``predictor(batch) -> float32 [B]`` click probabilities.
 
-    ``fp32``: as trained. ``bf16``: MLPs and interaction in bfloat16, embeddings read in fp32
-    (memory-mapped tables stay as they are) and cast after the gather. ``int8``: dynamic
-    quantization of every Linear layer (CPU only). ``compile``: ``torch.compile`` the model.
+    Runs an :class:`~dlrm_nb.model.engine.InferenceEngine` built from ``model`` (which is left
+    unchanged). ``precision`` of the MLPs and the interaction: ``fp32`` as trained; ``bf16``
+    weights and activations in bfloat16; ``int8`` dynamic quantization of every Linear (CPU
+    only). ``table_precision`` of the embedding tables: ``fp32``, ``bf16`` or ``int8`` row-wise.
+    ``compile``: ``torch.compile`` the engine (fp32 and bf16; int8 runs eager).
+
+    Every forward runs at a batch size in :attr:`buckets` (fixed shapes: oneDNN primitives,
+    inductor kernels and CUDA graphs are built per shape); :meth:`warm_up` builds them all.
     """
 
     def __init__(
-        self, model: DLRM, *, precision: str = "fp32", device: str = "cpu", compile: bool = False
+        self,
+        model: DLRM,
+        *,
+        precision: str = "fp32",
+        table_precision: str = "fp32",
+        device: str = "cpu",
+        compile: bool = False,
     ) -> None:
         self.device = check_precision_device(precision, device)
         self.precision = precision
+        self.table_precision = check_table_precision(table_precision)
         self.arch = model.arch
-        self.input_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        self.module = _with_precision(model.to(self.device), precision).eval()
-        if compile:
-            self.module = cast(nn.Module, torch.compile(self.module, dynamic=True))
+        self.engine = InferenceEngine(
+            model, precision=precision, table_precision=table_precision, device=self.device
+        )
+        self.buckets: tuple[int, ...] = CPU_BUCKETS if self.device.type == "cpu" else CUDA_BUCKETS
+        # int8 (torch.ao dynamic quantization) gains nothing from inductor here: it runs eager
+        self.compiled = compile and precision != "int8"
+        self.module: Forward = _compiled(self.engine) if self.compiled else self.engine
+        self._warm: set[int] = set()  # buckets that have run (compiled: whose first call is done)
 
     @torch.inference_mode()
     def predict(self, dense: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Dense float32 [B, 13] and ids int64 [B, 26] (any device) -> float32 [B] on the model's device.
 
-        On the CPU a large batch runs as slices of ``CPU_SLICE`` pairs, whose activations stay
-        in cache (measured here: about 1.5x the pairs/s of one 16384-pair forward)."""
-        dense = dense.to(self.device, self.input_dtype, non_blocking=True)
-        ids = ids.to(self.device, non_blocking=True)
-        if self.device.type != "cpu" or len(dense) <= CPU_SLICE:
-            return self.module(dense, ids).float()
+        The batch runs as pieces of the largest bucket; the last piece is padded (dense 0,
+        ids 0) to the smallest bucket that holds it, and the padding's outputs are dropped."""
+        dense = dense.to(self.device, torch.float32, non_blocking=True)
+        ids = ids.to(self.device, torch.int64, non_blocking=True)
+        largest = self.buckets[-1]
+        if len(dense) <= largest:
+            return self._forward(dense, ids)
         return torch.cat(
-            [
-                self.module(d, i).float()
-                for d, i in zip(dense.split(CPU_SLICE), ids.split(CPU_SLICE), strict=True)
-            ]
+            [self._forward(d, i) for d, i in zip(dense.split(largest), ids.split(largest), strict=True)]
         )
+
+    def _forward(self, dense: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """One forward at the bucket that holds ``len(dense)`` pairs (at most the largest)."""
+        size = len(dense)
+        if size == 0:
+            return torch.empty(0, device=self.device)
+        bucket = self.buckets[bisect.bisect_left(self.buckets, size)]
+        if bucket > size:
+            dense = torch.cat([dense, dense.new_zeros(bucket - size, dense.shape[1])])
+            ids = torch.cat([ids, ids.new_zeros(bucket - size, ids.shape[1])])
+        return self._run(dense, ids)[:size]
+
+    def _run(self, dense: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        if len(dense) in self._warm:
+            return self.module(dense, ids)
+        with warnings.catch_warnings():  # a first call compiles; inductor's imports warn
+            warnings.simplefilter("ignore")
+            out = self.module(dense, ids)
+        self._warm.add(len(dense))
+        return out
+
+    @torch.inference_mode()
+    def warm_up(self) -> float:
+        """Run every bucket's shape twice (builds its kernels; compiles, when compiled) and
+        return the seconds it took."""
+        started = time.perf_counter()
+        for size in self.buckets:
+            dense = torch.zeros(size, N_DENSE, device=self.device)
+            ids = torch.zeros(size, N_CAT, dtype=torch.int64, device=self.device)
+            for _ in range(2):
+                self._run(dense, ids)
+        synchronize(self.device)
+        return time.perf_counter() - started
 
     def __call__(self, batch: Batch) -> np.ndarray:
         dense, ids = torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)
@@ -83,20 +144,13 @@ class Predictor:
         return self.predict(dense, ids).cpu().numpy()
 
 
-def _with_precision(model: DLRM, precision: str) -> nn.Module:
-    if precision == "bf16":
-        model.bot_l.to(torch.bfloat16)
-        model.top_l.to(torch.bfloat16)
-        return model
-    if precision == "int8":
-        from torch.ao.quantization import quantize_dynamic
-
-        with warnings.catch_warnings():
-            # torch.ao's dynamic quantization is deprecated in favour of torchao, and still works
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-            return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-    return model
+def _compiled(engine: InferenceEngine) -> Forward:
+    """``torch.compile`` of the engine (inductor) with a dynamic batch size: one graph serves
+    every bucket (compiled once, about 15 s here, where one graph per bucket took 7 s each) and
+    runs as fast as the per-shape graphs did."""
+    with warnings.catch_warnings():  # importing inductor warns about torch.jit deprecations
+        warnings.simplefilter("ignore")
+        return cast(Forward, torch.compile(engine, dynamic=True))
 
 
 def predict_split(

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from dlrm_nb.exceptions import InvalidValueError
 
 PRECISIONS = ("fp32", "bf16", "int8")
+#: How the embedding tables are stored for inference, apart from the MLP precision.
+TABLE_PRECISIONS = ("fp32", "bf16", "int8")
 DEVICES = ("cpu", "cuda")
 #: Pairs per forward when scoring a whole split.
 SCORE_BATCH_PAIRS = 16384
@@ -35,6 +37,15 @@ def check_precision(precision: str, device: str) -> str:
             "int8 (dynamic quantization) runs on the CPU only; use fp32 or bf16 on cuda",
         )
     return precision
+
+
+def check_table_precision(table_precision: str) -> str:
+    """``table_precision`` when it is one of :data:`TABLE_PRECISIONS` (any device)."""
+    if table_precision not in TABLE_PRECISIONS:
+        raise InvalidValueError(
+            "table_precision", table_precision, f"use one of {', '.join(TABLE_PRECISIONS)}"
+        )
+    return table_precision
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ from dlrm_nb.data.preprocess import ENGINES, check_sub_sample_rate
 from dlrm_nb.exceptions import InvalidValueError, ParameterError
 from dlrm_nb.loadgen.aggregation import TRACE_KINDS
 from dlrm_nb.loadgen.settings import SCENARIOS, check_durations, check_latency_ms
+from dlrm_nb.model.auto import check_precision_or_auto
 from dlrm_nb.model.dlrm import PRESETS
-from dlrm_nb.model.settings import check_device_name, check_precision
+from dlrm_nb.model.settings import check_device_name, check_precision, check_table_precision
 from dlrm_nb.progress import PROGRESS_STYLES
 
 #: The workbook's notebooks, in the order the pipeline runs them.
@@ -102,6 +103,7 @@ class LoadModelParameters(CommonParameters):
     train_max_minutes: float
     train_seed: int
     precision: str
+    table_precision: str
     device: str
     compile: bool
     aggregation: str
@@ -131,7 +133,8 @@ class LoadModelParameters(CommonParameters):
             raise _bad(self, "throughput_seconds", "need a number >= 0 (0 skips the measurement)")
         if any(size < 1 for size in self.throughput_batch_sizes):
             raise _bad(self, "throughput_batch_sizes", "every batch size must be >= 1")
-        _delegate(self, "precision", lambda precision: check_precision(precision, self.device))
+        _delegate(self, "precision", lambda precision: check_precision_or_auto(precision, self.device))
+        _delegate(self, "table_precision", check_table_precision)
         _delegate(
             self, "throughput_precisions", lambda names: [check_precision(n, self.device) for n in names]
         )
@@ -146,6 +149,7 @@ class RunScenariosParameters(CommonParameters):
     server_latency_ms: float
     performance_sample_count: int
     official: bool
+    instances: int
     qps_search: bool
     qps_search_budget_s: float
     qps_search_probe_ms: int
@@ -161,6 +165,7 @@ class RunScenariosParameters(CommonParameters):
         _delegate(self, "max_duration_ms", lambda longest: check_durations(self.min_duration_ms, longest))
         _at_least(self, "performance_sample_count", 0)
         _at_least(self, "qps_search_probe_ms", 100)
+        _at_least(self, "instances", 0)
         if not self.server_target_qps >= 0:
             allowed = "need a number >= 0 (0: the QPS search's best, else half the Offline rate)"
             raise _bad(self, "server_target_qps", allowed)

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from dlrm_nb.exceptions import DlrmNbError, NotebookFailed
 from dlrm_nb.fileio import write_json
-from dlrm_nb.model.inference import check_precision_device
+from dlrm_nb.model.inference import resolve_device
 from dlrm_nb.progress import check_progress
 from dlrm_nb.workbook.params import (
     NOTEBOOKS,
@@ -69,7 +69,7 @@ def run_pipeline(
     params = absolute_paths(apply_overrides(load_params_file(params_file), list(overrides)))
     resolved = resolve_parameters(params, source=str(params_file))
     model = resolved["02_load_model"]
-    check_precision_device(model["precision"], model["device"])  # e.g. cuda asked for, none here
+    resolve_device(model["device"])  # e.g. cuda asked for, none here (precisions: checked with the params)
     root = Path(results) if results is not None else results_root()
     run_dir = create_run_dir(root / (run_id or new_run_id(Path(params_file).stem))).resolve()
     for values in resolved.values():

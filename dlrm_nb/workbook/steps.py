@@ -20,7 +20,8 @@ from dlrm_nb.exceptions import DlrmNbError
 from dlrm_nb.loadgen.benchmark import Benchmark, open_benchmark
 from dlrm_nb.loadgen.qps_search import run_qps_search
 from dlrm_nb.loadgen.runner import metrics_line
-from dlrm_nb.loadgen.settings import LoadgenSettings
+from dlrm_nb.loadgen.settings import LoadgenSettings, auto_instances, usable_cores
+from dlrm_nb.model.auto import AUTO, AutoChoice
 from dlrm_nb.model.checkpoint import check_pair
 from dlrm_nb.progress import progress_bar
 from dlrm_nb.workbook.params import (
@@ -166,6 +167,8 @@ def load_model(params: LoadModelParameters) -> Path:
         record["training"] = _train_demo(params, Path(data["prepared_dir"]), checkpoint, run)
     model, _ = load_checkpoint(checkpoint)
     check_pair(model.arch.table_sizes, read_counts(data["prepared_dir"]), data["prepared_dir"])
+    auto = _choose_precision(params, checkpoint, data) if params.precision == AUTO else None
+    precision = auto.chosen if auto else params.precision
     record.update(
         checkpoint=str(checkpoint),
         arch=params.arch if not params.checkpoint else "from checkpoint",
@@ -174,14 +177,16 @@ def load_model(params: LoadModelParameters) -> Path:
         table_rows=int(sum(model.arch.table_sizes)),
         parameters=int(sum(t.numel() for t in model.state_dict().values())),
         mflop_per_pair=round(model.arch.flops_per_pair / 1e6, 3),
-        precision=params.precision,
+        precision=precision,
+        table_precision=params.table_precision,
+        precision_auto=auto.record() if auto else None,
         device=params.device,
         compile=params.compile,
         aggregation=params.aggregation,
         aggregation_size=params.aggregation_size,
         max_pairs_in_split=params.max_pairs_in_split or None,
         max_pairs=params.max_pairs,
-        score=_score(params, model, data),
+        score=_score(params, precision, model, data),
     )
     write_record(run, MODEL_RECORD, record)
     return run
@@ -208,7 +213,23 @@ def _train_demo(params: LoadModelParameters, prepared: Path, checkpoint: Path, r
     return train_demo(prepared, checkpoint, settings, progress=params.progress)
 
 
-def _score(params: LoadModelParameters, model, data: dict[str, Any]) -> dict[str, Any] | None:
+def _choose_precision(params: LoadModelParameters, checkpoint: Path, data: dict[str, Any]) -> AutoChoice:
+    """``precision: auto``: each candidate timed at ``max_pairs`` and scored on ``score_pairs``."""
+    from dlrm_nb.model.auto import AUTO_PAIRS, choose_precision
+    from dlrm_nb.model.checkpoint import load_checkpoint
+
+    return choose_precision(
+        lambda: load_checkpoint(checkpoint)[0],
+        open_split(data["prepared_dir"], "test"),
+        device=params.device,
+        table_precision=params.table_precision,
+        compile=params.compile,
+        pairs=params.score_pairs or AUTO_PAIRS,
+        batch_size=params.max_pairs,
+    )
+
+
+def _score(params: LoadModelParameters, precision: str, model, data: dict[str, Any]) -> dict[str, Any] | None:
     """AUC of the first ``score_pairs`` test pairs straight from the model (no LoadGen)."""
     if not params.score_pairs:
         return None
@@ -216,7 +237,13 @@ def _score(params: LoadModelParameters, model, data: dict[str, Any]) -> dict[str
 
     split = open_split(data["prepared_dir"], "test")
     count = min(params.score_pairs, len(split))
-    predictor = Predictor(model, precision=params.precision, device=params.device, compile=params.compile)
+    predictor = Predictor(
+        model,
+        precision=precision,
+        table_precision=params.table_precision,
+        device=params.device,
+        compile=params.compile,
+    )
     score = score_split(predictor, split, count=count, progress=params.progress)
     oracle = (data.get("synthetic") or {}).get("oracle_auc", {}).get("test")
     return {"pairs": count, "auc": score.auc, "oracle_auc": oracle}
@@ -237,7 +264,13 @@ def measure_model_throughput(params: LoadModelParameters) -> Path:
         split = open_split(data["prepared_dir"], "test")
         for precision in params.throughput_precisions:
             model, _ = load_checkpoint(model_record["checkpoint"])
-            predictor = Predictor(model, precision=precision, device=params.device, compile=params.compile)
+            predictor = Predictor(
+                model,
+                precision=precision,
+                table_precision=model_record.get("table_precision", "fp32"),
+                device=params.device,
+                compile=params.compile,
+            )
             rates = forward_rates(predictor, params.throughput_batch_sizes, params.throughput_seconds, split)
             rows += [{"precision": precision, "batch_size": b, "pairs_per_s": r} for b, r in rates.items()]
             del model, predictor  # one copy of the model on the device at a time
@@ -264,6 +297,7 @@ def open_run_benchmark(run: Path) -> Benchmark:
         model["checkpoint"],
         data["prepared_dir"],
         precision=model["precision"],
+        table_precision=model.get("table_precision", "fp32"),
         device=model["device"],
         compile=model["compile"],
         aggregation=model["aggregation"],
@@ -358,6 +392,7 @@ def _loadgen_settings(
         min_duration_ms=params.min_duration_ms,
         max_duration_ms=params.max_duration_ms,
         official=params.official,
+        instances=params.instances or auto_instances(usable_cores()),
     )
 
 

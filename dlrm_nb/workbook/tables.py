@@ -132,6 +132,7 @@ def model_table(run: LoadedRun) -> Table | Note:
         ["parameters", model.get("parameters")],
         ["MFLOP per pair", model.get("mflop_per_pair")],
         ["precision / device / compiled", f"{model['precision']} / {model['device']} / {model['compile']}"],
+        ["table precision", model.get("table_precision", "fp32")],
         ["aggregation (pairs per sample)", f"{model['aggregation']} ({model['aggregation_size']} if fixed)"],
         ["max pairs per forward", model.get("max_pairs")],
     ]
@@ -148,6 +149,30 @@ def model_table(run: LoadedRun) -> Table | Note:
             [f"AUC of the first {score['pairs']:,} test pairs (no LoadGen)", f"{100 * score['auc']:.3f}%"]
         )
     return Table(["", ""], rows, "Model")
+
+
+def precision_table(run: LoadedRun) -> Table | Note:
+    """``precision: auto``: every candidate's pairs/s and AUC, and which one was chosen."""
+    auto = (run.model or {}).get("precision_auto")
+    if not auto:
+        return Note("The precision was given, not chosen (precision: auto measures each candidate).")
+    fp32 = next((c for c in auto["candidates"] if c["precision"] == "fp32"), None)
+    rows = [
+        [
+            Markup(f"<b>{c['precision']}</b>") if c["precision"] == auto["chosen"] else c["precision"],
+            c["pairs_per_s"],
+            fp32 and fp32["pairs_per_s"] and c["pairs_per_s"] / fp32["pairs_per_s"],
+            None if c["auc"] is None else f"{100 * c['auc']:.3f}%",
+            "pass" if c["passes"] else "fail",
+        ]
+        for c in auto["candidates"]
+    ]
+    caption = (
+        f"precision auto: {auto['chosen']} chosen, the fastest passing {auto['target']} of fp32's AUC "
+        f"({auto['pairs']:,} test pairs scored, timed at batch {auto['batch_size']:,}, "
+        f"tables {auto['table_precision']})"
+    )
+    return Table(["precision", "pairs/s", "x fp32", "AUC", auto["target"]], rows, caption)
 
 
 def system_table(run: LoadedRun) -> Table | Note:

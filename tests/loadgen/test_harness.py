@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from dlrm_nb.exceptions import DlrmNbError
 from dlrm_nb.loadgen.benchmark import open_benchmark
 from dlrm_nb.loadgen.qps_search import search_server_qps
-from dlrm_nb.loadgen.settings import LoadgenSettings
+from dlrm_nb.loadgen.settings import LoadgenSettings, auto_instances, auto_threads
 from dlrm_nb.model.checkpoint import load_state_dict
 
 SHORT = {"min_duration_ms": 300, "max_duration_ms": 1500, "max_pairs": 256}
@@ -152,3 +152,64 @@ def test_trace_is_written_in_upstream_format(golden: Path, golden_large: Path, t
     )
     assert path.read_text() == (golden / "accuracy" / "dlrm_trace_of_aggregated_samples.txt").read_text()
     assert np.array_equal(np.loadtxt(path, delimiter=",", dtype=int)[:, :2][-1], [400, 500])
+
+
+@pytest.mark.slow
+def test_server_with_two_instances(bench, tmp_path: Path) -> None:
+    settings = LoadgenSettings(
+        scenario="Server", target_qps=200, instances=2, threads_per_instance=1, **SHORT
+    )
+    metrics = bench.run(settings, tmp_path)
+    sut = metrics["sut"]
+    assert sut["instances"] == 2 and sut["threads_per_instance"] == 1
+    assert sut["samples"] == metrics["query_count"] > 0 and sut["pairs"] == sut["samples"] * 5
+    closed = sum(sut[f"closed_on_{reason}"] for reason in ("size", "deadline", "idle", "flush"))
+    assert closed == sut["forwards"]  # every batch closed for one reason (5-pair samples: none split)
+    assert sut["budget_ms"] == pytest.approx(0.8 * settings.latency_ms)
+    assert sut["forward_fixed_ms"] >= 0 and sut["forward_us_per_pair"] >= 0
+    assert len(np.load(tmp_path / "Server" / "performance" / "sut_latencies_ns.npy")) == sut["samples"]
+
+
+def test_offline_with_two_instances_answers_every_sample_once(bench, tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    settings = LoadgenSettings(
+        scenario="Offline", mode="accuracy", instances=2, threads_per_instance=1, **SHORT
+    )
+    metrics = bench.run(settings, tmp_path, isolate=False)
+    assert metrics["sut"]["instances"] == 2 and metrics["sut"]["threads_per_instance"] == 1
+    pairs = int(bench.trace[-1, 1])
+    batch = bench.split.batch(slice(0, pairs))
+    direct = bench.predictor.predict(torch.from_numpy(batch.dense), torch.from_numpy(batch.cats)).numpy()
+    assert metrics["accuracy"]["total"] == metrics["sut"]["pairs"] == pairs  # each sample once
+    assert metrics["accuracy"]["auc"] == pytest.approx(roc_auc_score(batch.labels, direct), abs=1e-6)
+    assert torch.get_num_threads() == threads  # the workers' thread settings do not leak
+
+
+@pytest.mark.parametrize(
+    ("cores", "scenario", "layout"),
+    [
+        (1, "Server", (1, 1)),
+        (2, "Server", (1, 1)),  # LoadGen's issue thread keeps a core (DESIGN §7)
+        (2, "Offline", (1, 2)),
+        (2, "SingleStream", (1, 2)),
+        (4, "Server", (1, 3)),
+        (8, "Server", (2, 4)),
+        (8, "Offline", (2, 4)),
+        (16, "Offline", (4, 4)),
+        (56, "Server", (14, 4)),
+    ],
+)
+def test_thread_layout_by_core_count(cores: int, scenario: str, layout: tuple[int, int]) -> None:
+    instances = auto_instances(cores)
+    assert (instances, auto_threads(cores, instances, scenario)) == layout
+
+
+def test_instances_settings() -> None:
+    server = LoadgenSettings(scenario="Server", target_qps=10, instances=3)
+    assert server.thread_layout(16) == (3, 5)
+    assert LoadgenSettings(instances=2, threads_per_instance=1).thread_layout(2) == (2, 1)
+    assert LoadgenSettings(scenario="SingleStream", instances=4).thread_layout(8) == (1, 8)
+    with pytest.raises(DlrmNbError, match="instances 0 is not valid: need a whole number >= 1"):
+        LoadgenSettings(instances=0)
+    with pytest.raises(DlrmNbError, match="threads_per_instance 0 is not valid"):
+        LoadgenSettings(threads_per_instance=0)
