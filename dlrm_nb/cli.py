@@ -132,12 +132,17 @@ def _synth_checkpoint(args: argparse.Namespace) -> None:
 def _forward_bench(args: argparse.Namespace) -> None:
     import json
 
-    from dlrm_nb.data.dataset import open_split
-    from dlrm_nb.model.checkpoint import load_checkpoint
+    from dlrm_nb.data.dataset import open_split, read_counts
+    from dlrm_nb.model.checkpoint import check_pair, load_checkpoint
     from dlrm_nb.model.inference import Predictor, forward_rates
+    from dlrm_nb.model.page_in import page_in
 
-    split = open_split(args.data, "test")
     model, _ = load_checkpoint(args.checkpoint)
+    split = None
+    if args.data:  # real inputs: they must fit the tables (a clear error, not an index error)
+        check_pair(model.arch.table_sizes, read_counts(args.data), args.data)
+        split = open_split(args.data, "test")
+    page_in_s = page_in(model, progress=not args.json)  # memory-mapped tables into RAM, timed apart
     predictor = Predictor(
         model,
         precision=args.precision,
@@ -160,7 +165,11 @@ def _forward_bench(args: argparse.Namespace) -> None:
         for batch, rate in rates.items()
     ]
     if args.json:
-        print(json.dumps({"warm_up_s": round(warm_s, 3), "rows": rows}, indent=2))
+        print(
+            json.dumps(
+                {"page_in_s": round(page_in_s, 3), "warm_up_s": round(warm_s, 3), "rows": rows}, indent=2
+            )
+        )
         return
     for row in rows:
         print(
@@ -532,7 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands, "forward-bench", help="model-only pairs/s at a batch size (the forward alone, no LoadGen)"
     )
     forward.add_argument("--checkpoint", required=True, help="upstream-format checkpoint or state_dict (.pt)")
-    forward.add_argument("--data", required=True, help="prepared folder: inputs are its first test pairs")
+    forward.add_argument(
+        "--data", default=None, help="prepared folder: inputs are its first test pairs (default: random ids)"
+    )
     forward.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help="arithmetic")
     forward.add_argument(
         "--table-precision", choices=TABLE_PRECISIONS, default=TABLE_PRECISIONS[0], help="embedding tables"

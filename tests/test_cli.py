@@ -258,3 +258,23 @@ def test_params_write_updates_the_block_between_the_markers(tmp_path: Path, caps
     assert main(["params", "--write", str(plain)]) == 2
     assert "has no block between" in _one_error_line(capsys.readouterr().err, "params")
     assert plain.read_text() == "no markers here\n"
+
+
+def test_forward_bench_prints_pairs_per_second_as_json(golden: Path, capsys) -> None:
+    checkpoint = str(golden / "model_tiny" / "checkpoint.pt")
+    argv = ["forward-bench", "--checkpoint", checkpoint, "--data", str(golden / "prep_M1000_r0")]
+    argv += ["--batch", "64", "300", "--seconds", "0.05", "--table-precision", "int8", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [row["batch_size"] for row in report["rows"]] == [64, 300]
+    assert all(row["pairs_per_s"] > 0 and row["table_precision"] == "int8" for row in report["rows"])
+    assert report["page_in_s"] >= 0 and report["warm_up_s"] > 0
+
+
+def test_forward_bench_refuses_data_beyond_the_tables(golden: Path, tmp_path: Path, capsys) -> None:
+    small = tmp_path / "small.pt"
+    assert main(["synth-checkpoint", str(small), "--arch", "kaggle", "--rows", "3"]) == 0
+    assert main(["forward-bench", "--checkpoint", str(small), "--data", str(golden / "prep_M1000_r0")]) == 2
+    error = capsys.readouterr().err
+    assert "does not fit" in error and "Traceback" not in error
+    assert main(["synth-checkpoint", str(small), "--arch", "kaggle", "--rows", "3"]) == 2  # never overwritten

@@ -189,12 +189,12 @@ def test_every_forward_runs_at_a_bucket_and_outputs_are_trimmed() -> None:
     assert predictor.predict(dense[:0], ids[:0]).shape == (0,)
 
 
-def test_warm_up_runs_every_bucket_twice() -> None:
+def test_warm_up_runs_every_bucket_full_and_padded_twice() -> None:
     predictor = Predictor(small_model("kaggle"), precision="bf16", table_precision="int8")
     seen = record_batch_sizes(predictor)
     seconds = predictor.warm_up()
     assert seconds > 0
-    assert {size: seen.count(size) for size in set(seen)} == {size: 2 for size in predictor.buckets}
+    assert {size: seen.count(size) for size in set(seen)} == {size: 4 for size in predictor.buckets}
 
 
 @pytest.fixture(scope="module")
