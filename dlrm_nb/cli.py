@@ -96,23 +96,30 @@ def _train_demo(args: argparse.Namespace) -> None:
     )
 
 
-def _score(args: argparse.Namespace) -> None:
-    from dlrm_nb.data.dataset import open_split
-    from dlrm_nb.fileio import atomic_output
-    from dlrm_nb.model.checkpoint import load_checkpoint
-    from dlrm_nb.model.inference import Predictor, score_split
+def _predictor(model: Any, args: argparse.Namespace) -> Any:
+    """The model as a predictor with the precisions, device and compile flag the command got."""
+    from dlrm_nb.model.inference import Predictor
 
-    if Path(args.out).exists() and not args.overwrite:
-        raise DlrmNbError(f"{args.out} exists; choose another name or pass --overwrite")
-    split = open_split(args.data, args.split)
-    model, _ = load_checkpoint(args.checkpoint)
-    predictor = Predictor(
+    return Predictor(
         model,
         precision=args.precision,
         table_precision=args.table_precision,
         device=args.device,
         compile=args.compile,
     )
+
+
+def _score(args: argparse.Namespace) -> None:
+    from dlrm_nb.data.dataset import open_split
+    from dlrm_nb.fileio import atomic_output
+    from dlrm_nb.model.checkpoint import load_checkpoint
+    from dlrm_nb.model.inference import score_split
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise DlrmNbError(f"{args.out} exists; choose another name or pass --overwrite")
+    split = open_split(args.data, args.split)
+    model, _ = load_checkpoint(args.checkpoint)
+    predictor = _predictor(model, args)
     score = score_split(predictor, split, count=args.count, batch_size=args.batch_size)
     with atomic_output(args.out) as tmp, open(tmp, "wb") as f:
         np.save(f, score.predictions)
@@ -134,7 +141,7 @@ def _forward_bench(args: argparse.Namespace) -> None:
 
     from dlrm_nb.data.dataset import open_split, read_counts
     from dlrm_nb.model.checkpoint import check_pair, load_checkpoint
-    from dlrm_nb.model.inference import Predictor, forward_rates
+    from dlrm_nb.model.inference import forward_rates
     from dlrm_nb.model.page_in import page_in
 
     model, _ = load_checkpoint(args.checkpoint)
@@ -143,13 +150,7 @@ def _forward_bench(args: argparse.Namespace) -> None:
         check_pair(model.arch.table_sizes, read_counts(args.data), args.data)
         split = open_split(args.data, "test")
     page_in_s = page_in(model, progress=not args.json)  # memory-mapped tables into RAM, timed apart
-    predictor = Predictor(
-        model,
-        precision=args.precision,
-        table_precision=args.table_precision,
-        device=args.device,
-        compile=args.compile,
-    )
+    predictor = _predictor(model, args)
     warm_s = predictor.warm_up()
     rates = forward_rates(predictor, args.batch, args.seconds, split)
     rows = [

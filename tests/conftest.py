@@ -38,3 +38,23 @@ def golden_large() -> Path:
             f"developer golden folder, e.g. ../shared/golden (looked in {GOLDEN_LARGE})"
         )
     return GOLDEN_LARGE
+
+
+def synthetic_prepared(root: Path, *, rows_per_day: int, test_day_rows: int, max_ind_range: int) -> Path:
+    """Three synthetic Terabyte days (seed 5, small vocabularies) prepared with a training split
+    into ``root/prep``: the tiny data the training and engine tests run on."""
+    from dlrm_nb.data.preprocess import PrepareSettings, prepare
+    from dlrm_nb.data.synthetic import generate
+
+    generate(
+        root / "raw",
+        days=3,
+        rows_per_day=rows_per_day,
+        test_day_rows=test_day_rows,
+        seed=5,
+        cardinality_scale=0.05,
+        progress=False,
+    )
+    settings = PrepareSettings(max_ind_range=max_ind_range, days=3, write_train=True)
+    prepare(root / "raw", root / "prep", settings, progress=False)
+    return root / "prep"

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import synthetic_prepared
 
 from dlrm_nb.cli import main
-from dlrm_nb.data.preprocess import PrepareSettings, prepare
-from dlrm_nb.data.synthetic import generate
 from dlrm_nb.model.checkpoint import load_checkpoint
 from dlrm_nb.workbook.params import REFERENCE_BEGIN, REFERENCE_END, parameter_reference
 
@@ -153,22 +152,7 @@ def test_synth_refuses_a_folder_holding_day_files(tmp_path: Path, capsys) -> Non
 def tiny_prepared(tmp_path_factory) -> Path:
     """Prepared data with a training split, as tests/model/test_train.py makes it, but tiny: 3 days."""
     root = tmp_path_factory.mktemp("tiny")
-    generate(
-        root / "raw",
-        days=3,
-        rows_per_day=300,
-        test_day_rows=400,
-        seed=5,
-        cardinality_scale=0.05,
-        progress=False,
-    )
-    prepare(
-        root / "raw",
-        root / "prep",
-        PrepareSettings(max_ind_range=10_000, days=3, write_train=True),
-        progress=False,
-    )
-    return root / "prep"
+    return synthetic_prepared(root, rows_per_day=300, test_day_rows=400, max_ind_range=10_000)
 
 
 @pytest.mark.slow

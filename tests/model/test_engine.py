@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import synthetic_prepared
 from sklearn.metrics import roc_auc_score
 
 from dlrm_nb.data.criteo import N_CAT, N_DENSE
 from dlrm_nb.data.dataset import open_split
-from dlrm_nb.data.preprocess import PrepareSettings, prepare
-from dlrm_nb.data.synthetic import generate
 from dlrm_nb.exceptions import DlrmNbError, InvalidValueError
 from dlrm_nb.model.checkpoint import load_checkpoint
 from dlrm_nb.model.dlrm import DLRM, preset
@@ -201,21 +200,7 @@ def test_warm_up_runs_every_bucket_full_and_padded_twice() -> None:
 def demo(tmp_path_factory) -> tuple[Path, Path]:
     """A tb00_40M demo model trained in seconds on synthetic data, and its prepared data."""
     root = tmp_path_factory.mktemp("engine_demo")
-    generate(
-        root / "raw",
-        days=3,
-        rows_per_day=3000,
-        test_day_rows=6000,
-        seed=5,
-        cardinality_scale=0.05,
-        progress=False,
-    )
-    prepare(
-        root / "raw",
-        root / "prep",
-        PrepareSettings(max_ind_range=1_000_000, days=3, write_train=True),
-        progress=False,
-    )
+    synthetic_prepared(root, rows_per_day=3000, test_day_rows=6000, max_ind_range=1_000_000)
     train_demo(root / "prep", root / "demo.pt", TrainSettings(arch="tb00_40M", seed=1), progress=False)
     return root / "prep", root / "demo.pt"
 
