@@ -225,6 +225,7 @@ def _settings(args: argparse.Namespace, **overrides):
         max_pairs=args.max_pairs,
         official=args.official,
         instances=args.instances or auto_instances(usable_cores()),
+        threads_per_instance=args.threads or None,
     )
     values.update(overrides)
     return LoadgenSettings(**values)
@@ -371,6 +372,12 @@ def _add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="SUT workers for Offline and Server, each with its own threads (0: auto from the cores)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="intra-op threads of each instance (0: auto; Server on a small machine leaves LoadGen a core)",
     )
     parser.add_argument("--official", action="store_true", help="MLPerf's durations and counts (600 s runs)")
 

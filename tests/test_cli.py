@@ -262,3 +262,13 @@ def test_forward_bench_refuses_data_beyond_the_tables(golden: Path, tmp_path: Pa
     error = capsys.readouterr().err
     assert "does not fit" in error and "Traceback" not in error
     assert main(["synth-checkpoint", str(small), "--arch", "kaggle", "--rows", "3"]) == 2  # never overwritten
+
+
+def test_instances_and_threads_reach_the_loadgen_settings() -> None:
+    from dlrm_nb.cli import _settings, build_parser
+
+    argv = ["loadgen", "--checkpoint", "c.pt", "--data", "d", "--run-dir", "r", "--instances", "2"]
+    settings = _settings(build_parser().parse_args([*argv, "--threads", "3"]))
+    assert (settings.instances, settings.threads_per_instance) == (2, 3)
+    settings = _settings(build_parser().parse_args(argv))
+    assert settings.threads_per_instance is None  # 0: the automatic layout
