@@ -21,6 +21,9 @@ from dlrm_nb.loadgen.timing import query_latency_ms, warm_up
 from dlrm_nb.model.inference import Predictor
 
 #: Per-sample latencies (int64 ns, the SUT's view: issue -> complete) beside LoadGen's logs.
+#: Offline's expected rate over the warm-up's measured one (see run_loadgen).
+OFFLINE_RATE_MARGIN = 2.5
+
 #: What a LoadGen run writes into its folder besides LoadGen's own logs (see mlperf_logs).
 USER_CONF_NAME = "user.conf"
 METRICS_NAME = "metrics.json"
@@ -56,8 +59,11 @@ def run_loadgen(
     except Exception as exc:
         raise DlrmNbError(f"the model failed during the {settings.scenario} run (warm-up): {exc!r}") from exc
     if settings.scenario == "Offline" and settings.target_qps is None:
-        # LoadGen issues expected_qps x min_duration samples in Offline: too few and the run ends early
-        settings = replace(settings, target_qps=round(1.2 * rate, 2))
+        # LoadGen issues expected_qps x min_duration samples in Offline: too few and the run ends before
+        # min_duration (INVALID). The warm-up runs in this thread before the workers warm their own
+        # threads, and has measured half the rate they then reach: aim high (a longer run, never an
+        # invalid one)
+        settings = replace(settings, target_qps=round(OFFLINE_RATE_MARGIN * rate, 2))
     if settings.scenario in STREAM_SAMPLES and settings.expected_latency_ms is None:
         # LoadGen plans min_duration / expected latency queries: an estimate on the low side keeps
         # it from running out of queries before min_duration (which makes the run INVALID)
