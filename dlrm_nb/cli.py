@@ -24,8 +24,7 @@ from dlrm_nb.loadgen.settings import (
     QPS_SEARCH_PROBE_MS,
     SCENARIOS,
     LoadgenSettings,
-    auto_instances,
-    usable_cores,
+    requested_instances,
 )
 from dlrm_nb.model.auto import AUTO
 from dlrm_nb.model.settings import DEVICES, PRECISIONS, SCORE_BATCH_PAIRS, TABLE_PRECISIONS, TrainSettings
@@ -224,7 +223,7 @@ def _settings(args: argparse.Namespace, **overrides):
         performance_sample_count=args.samples,
         max_pairs=args.max_pairs,
         official=args.official,
-        instances=args.instances or auto_instances(usable_cores()),
+        instances=requested_instances(args.instances),
         threads_per_instance=args.threads or None,
     )
     values.update(overrides)

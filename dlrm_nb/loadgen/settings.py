@@ -71,6 +71,11 @@ def auto_instances(cores: int) -> int:
     return 1 if cores < MANY_CORES else cores // THREADS_PER_INSTANCE
 
 
+def requested_instances(instances: int) -> int:
+    """``instances`` as users give it: 0 means :func:`auto_instances` of this machine's cores."""
+    return instances or auto_instances(usable_cores())
+
+
 def auto_threads(cores: int, instances: int, scenario: str) -> int:
     """Intra-op threads of each of ``instances`` instances on ``cores`` cores in ``scenario``.
 

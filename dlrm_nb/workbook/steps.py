@@ -20,7 +20,7 @@ from dlrm_nb.exceptions import DlrmNbError
 from dlrm_nb.loadgen.benchmark import Benchmark, open_benchmark
 from dlrm_nb.loadgen.qps_search import run_qps_search
 from dlrm_nb.loadgen.runner import metrics_line
-from dlrm_nb.loadgen.settings import LoadgenSettings, auto_instances, usable_cores
+from dlrm_nb.loadgen.settings import LoadgenSettings, requested_instances
 from dlrm_nb.model.auto import AUTO, AutoChoice
 from dlrm_nb.model.checkpoint import check_pair
 from dlrm_nb.progress import progress_bar
@@ -186,7 +186,7 @@ def load_model(params: LoadModelParameters) -> Path:
         aggregation_size=params.aggregation_size,
         max_pairs_in_split=params.max_pairs_in_split or None,
         max_pairs=params.max_pairs,
-        score=_score(params, precision, model, data),
+        score=_score(params, precision, model, data, auto),
     )
     write_record(run, MODEL_RECORD, record)
     return run
@@ -229,10 +229,17 @@ def _choose_precision(params: LoadModelParameters, checkpoint: Path, data: dict[
     )
 
 
-def _score(params: LoadModelParameters, precision: str, model, data: dict[str, Any]) -> dict[str, Any] | None:
-    """AUC of the first ``score_pairs`` test pairs straight from the model (no LoadGen)."""
+def _score(
+    params: LoadModelParameters, precision: str, model, data: dict[str, Any], auto: AutoChoice | None
+) -> dict[str, Any] | None:
+    """AUC of the first ``score_pairs`` test pairs straight from the model (no LoadGen); with
+    ``precision: auto`` the chosen candidate has scored exactly those pairs already."""
     if not params.score_pairs:
         return None
+    oracle = (data.get("synthetic") or {}).get("oracle_auc", {}).get("test")
+    if auto is not None:
+        chosen = next(c for c in auto.candidates if c.precision == auto.chosen)
+        return {"pairs": auto.pairs, "auc": chosen.auc, "oracle_auc": oracle}
     from dlrm_nb.model.inference import Predictor, score_split
 
     split = open_split(data["prepared_dir"], "test")
@@ -245,7 +252,6 @@ def _score(params: LoadModelParameters, precision: str, model, data: dict[str, A
         compile=params.compile,
     )
     score = score_split(predictor, split, count=count, progress=params.progress)
-    oracle = (data.get("synthetic") or {}).get("oracle_auc", {}).get("test")
     return {"pairs": count, "auc": score.auc, "oracle_auc": oracle}
 
 
@@ -392,7 +398,7 @@ def _loadgen_settings(
         min_duration_ms=params.min_duration_ms,
         max_duration_ms=params.max_duration_ms,
         official=params.official,
-        instances=params.instances or auto_instances(usable_cores()),
+        instances=requested_instances(params.instances),
     )
 
 
