@@ -18,15 +18,17 @@ Packing copies the tables into one [R, D] tensor, so that a lookup is one gather
 for small and medium tables. On the CPU, fp32 tables larger than :data:`PACK_LIMIT_BYTES` (a
 memory-mapped published checkpoint: 12.6 or 96 GB) are looked up where they lie instead, one
 gather per table, so that memory holds them once (bf16 and int8 tables are conversions, hence
-copies, at half and a quarter of the size). A converted-model cache is to provide packed tables as
-a memory-mapped file: :meth:`PackedTables.from_packed` takes such tensors as they are, no copy.
+copies, at half and a quarter of the size). At that size the converted tables come from the
+converted-model cache (:mod:`dlrm_nb.model.table_cache`): made once, memory-mapped after, and
+taken by :meth:`PackedTables.from_packed` as they are, no copy.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -71,6 +73,69 @@ def fuse_rows(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     fused[:, dim : dim + 4] = scales.view(torch.uint8).view(rows, 4)
     fused[:, dim + 4 :] = (scales * -128).view(torch.uint8).view(rows, 4)
     return fused
+
+
+@dataclass(frozen=True)
+class PackedLayout:
+    """Where and how F tables of ``sizes`` rows [n_j, D] lie once packed in one precision."""
+
+    sizes: tuple[int, ...]
+    dim: int
+    precision: str
+    fused: bool  # int8 rows in :func:`fuse_rows`' layout (uint8 [R, D + 8]), no separate scales
+
+    @property
+    def rows(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def weights_shape(self) -> tuple[int, int]:
+        return (self.rows, self.dim + 8) if self.fused else (self.rows, self.dim)
+
+    @property
+    def weights_dtype(self) -> torch.dtype:
+        return torch.uint8 if self.fused else TABLE_DTYPES[self.precision]
+
+    @property
+    def has_scales(self) -> bool:
+        return self.precision == "int8" and not self.fused
+
+    def offsets(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """int64 [F]: the first row of each table."""
+        return torch.tensor([0, *self.sizes[:-1]], dtype=torch.int64, device=device).cumsum(0)
+
+
+def packed_layout(sizes: Sequence[int], dim: int, precision: str, fused: bool) -> PackedLayout:
+    """The layout of tables ``sizes`` x ``dim`` packed in table precision ``precision``."""
+    check_table_precision(precision)
+    return PackedLayout(tuple(int(n) for n in sizes), int(dim), precision, precision == "int8" and fused)
+
+
+def fill_packed(
+    tables: Sequence[torch.Tensor],
+    weights: torch.Tensor,
+    scales: torch.Tensor | None,
+    precision: str,
+    on_rows: Callable[[int], object] | None = None,
+) -> None:
+    """Convert F tables [n_j, D] into ``weights`` (and ``scales``) laid out as :func:`packed_layout`
+    says, a chunk of rows at a time (conversion temporaries stay small); ``on_rows(n)`` after each
+    chunk. ``weights`` may be any writable tensor, e.g. a memory-mapped file's."""
+    start = 0
+    for table in tables:
+        for chunk in table.detach().split(_CHUNK_ROWS):
+            end = start + len(chunk)
+            if precision != "int8":
+                weights[start:end].copy_(chunk)
+            elif scales is None:
+                weights[start:end].copy_(fuse_rows(*quantize_rows(chunk)))
+            else:
+                values, chunk_scales = quantize_rows(chunk)
+                weights[start:end].copy_(values)
+                scales[start:end].copy_(chunk_scales)
+            if on_rows is not None:
+                on_rows(end - start)
+            start = end
 
 
 class PackedTables(nn.Module):
@@ -147,28 +212,11 @@ class PackedTables(nn.Module):
         check_table_precision(precision)
         device = torch.device(device) if device is not None else tables[0].device
         fused = precision == "int8" and (device.type == "cpu" if fused is None else fused)
-        sizes = [len(table) for table in tables]
-        rows, dim = sum(sizes), tables[0].shape[1]
-        if fused:
-            weights = torch.empty(rows, dim + 8, dtype=torch.uint8, device=device)
-        else:
-            weights = torch.empty(rows, dim, dtype=TABLE_DTYPES[precision], device=device)
-        scales = torch.empty(rows, device=device) if precision == "int8" and not fused else None
-        start = 0
-        for table in tables:
-            for chunk in table.detach().split(_CHUNK_ROWS):
-                end = start + len(chunk)
-                if precision != "int8":
-                    weights[start:end].copy_(chunk)
-                elif scales is None:
-                    weights[start:end].copy_(fuse_rows(*quantize_rows(chunk)))
-                else:
-                    values, chunk_scales = quantize_rows(chunk)
-                    weights[start:end].copy_(values)
-                    scales[start:end].copy_(chunk_scales)
-                start = end
-        offsets = torch.tensor([0, *sizes[:-1]], device=device).cumsum(0)
-        return cls(weights, scales, offsets, out_dtype)
+        layout = packed_layout([len(t) for t in tables], int(tables[0].shape[1]), precision, fused)
+        weights = torch.empty(layout.weights_shape, dtype=layout.weights_dtype, device=device)
+        scales = torch.empty(layout.rows, device=device) if layout.has_scales else None
+        fill_packed(tables, weights, scales, precision)
+        return cls(weights, scales, layout.offsets(device), out_dtype)
 
     @property
     def precision(self) -> str:
@@ -195,12 +243,15 @@ class SeparateTables(nn.Module):
 
     def __init__(self, tables: Sequence[torch.Tensor], out_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.tables = [table.detach() for table in tables]
+        for j, table in enumerate(tables):  # buffers, so that page-in and .to() see them
+            self.register_buffer(f"table_{j}", table.detach(), persistent=False)
+        self.count = len(tables)
         self.out_dtype = out_dtype
         self.precision = "fp32"
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        vectors = [table.index_select(0, ids[:, j]) for j, table in enumerate(self.tables)]
+        tables = [getattr(self, f"table_{j}") for j in range(self.count)]
+        vectors = [table.index_select(0, ids[:, j]) for j, table in enumerate(tables)]
         return torch.stack(vectors, dim=1).to(self.out_dtype)  # [B, F, D]
 
 

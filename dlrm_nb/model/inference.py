@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -16,14 +17,16 @@ from dlrm_nb.data.auc import auc_or_none
 from dlrm_nb.data.criteo import ACCURACY_TARGETS, N_CAT, N_DENSE
 from dlrm_nb.data.dataset import Batch, CriteoSplit
 from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.model.checkpoint import load_checkpoint
 from dlrm_nb.model.dlrm import DLRM
-from dlrm_nb.model.engine import InferenceEngine
+from dlrm_nb.model.engine import InferenceEngine, PackedTables
 from dlrm_nb.model.settings import (
     SCORE_BATCH_PAIRS,
     check_device_name,
     check_precision,
     check_table_precision,
 )
+from dlrm_nb.model.table_cache import cached_tables, wants_cache
 from dlrm_nb.progress import Progress, progress_bar
 
 #: Batch sizes a forward runs at on the CPU: 16, 32, then multiples of 64 up to 1024. A forward's
@@ -54,6 +57,43 @@ def check_precision_device(precision: str, device: str) -> torch.device:
     return resolve_device(device)
 
 
+@dataclass(frozen=True)
+class PredictorSettings:
+    """How a checkpoint is run: what every command and notebook step passes to :func:`load_predictor`."""
+
+    precision: str = "fp32"
+    table_precision: str = "fp32"
+    device: str = "cpu"
+    compile: bool = False
+    table_cache: str = "auto"  # see dlrm_nb.model.settings.TABLE_CACHE_MODES
+    table_cache_dir: str = ""  # empty: beside the checkpoint
+
+
+def load_predictor(
+    checkpoint: str | os.PathLike, settings: PredictorSettings, *, progress: Progress = True
+) -> Predictor:
+    """The checkpoint, memory-mapped, as a :class:`Predictor`; its tables from the converted-model
+    cache when ``settings.table_cache`` asks for it (made on the first load, with progress)."""
+    model, _ = load_checkpoint(checkpoint)
+    tables = None
+    if wants_cache(settings.table_cache, settings.table_precision, settings.device, model):
+        tables = cached_tables(
+            checkpoint,
+            model,
+            settings.table_precision,
+            cache_dir=settings.table_cache_dir or None,
+            progress=progress,
+        ).tables
+    return Predictor(
+        model,
+        precision=settings.precision,
+        table_precision=settings.table_precision,
+        device=settings.device,
+        compile=settings.compile,
+        tables=tables,
+    )
+
+
 class Predictor:
     """A DLRM ready to predict: ``predictor(batch) -> float32 [B]`` click probabilities.
 
@@ -61,7 +101,8 @@ class Predictor:
     unchanged). ``precision`` of the MLPs and the interaction: ``fp32`` as trained; ``bf16``
     weights and activations in bfloat16; ``int8`` dynamic quantization of every Linear (CPU
     only). ``table_precision`` of the embedding tables: ``fp32``, ``bf16`` or ``int8`` row-wise.
-    ``compile``: ``torch.compile`` the engine (fp32 and bf16; int8 runs eager).
+    ``compile``: ``torch.compile`` the engine (fp32 and bf16; int8 runs eager). ``tables``:
+    the tables already packed at ``table_precision`` (from the converted-model cache).
 
     Every forward runs at a batch size in :attr:`buckets` (fixed shapes: oneDNN primitives,
     inductor kernels and CUDA graphs are built per shape); :meth:`warm_up` builds them all.
@@ -75,13 +116,14 @@ class Predictor:
         table_precision: str = "fp32",
         device: str = "cpu",
         compile: bool = False,
+        tables: PackedTables | None = None,
     ) -> None:
         self.device = check_precision_device(precision, device)
         self.precision = precision
         self.table_precision = check_table_precision(table_precision)
         self.arch = model.arch
         self.engine = InferenceEngine(
-            model, precision=precision, table_precision=table_precision, device=self.device
+            model, precision=precision, table_precision=table_precision, device=self.device, tables=tables
         )
         self.buckets: tuple[int, ...] = CPU_BUCKETS if self.device.type == "cpu" else CUDA_BUCKETS
         # int8 (torch.ao dynamic quantization) gains nothing from inductor here: it runs eager

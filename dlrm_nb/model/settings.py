@@ -14,6 +14,11 @@ PRECISIONS = ("fp32", "bf16", "int8")
 #: How the embedding tables are stored for inference, apart from the MLP precision.
 TABLE_PRECISIONS = ("fp32", "bf16", "int8")
 DEVICES = ("cpu", "cuda")
+#: When converted tables come from the converted-model cache: ``auto`` for tables converted on the
+#: CPU (bf16 or int8) whose fp32 size is above the engine's pack limit (1 GiB; the published
+#: checkpoints), ``on`` for any tables on the CPU (fp32 ones are then packed on disk too), ``off``
+#: never (tables are converted in memory at every load).
+TABLE_CACHE_MODES = ("auto", "on", "off")
 #: Pairs per forward when scoring a whole split.
 SCORE_BATCH_PAIRS = 16384
 
@@ -46,6 +51,13 @@ def check_table_precision(table_precision: str) -> str:
             "table_precision", table_precision, f"use one of {', '.join(TABLE_PRECISIONS)}"
         )
     return table_precision
+
+
+def check_table_cache(mode: str) -> str:
+    """``mode`` when it is one of :data:`TABLE_CACHE_MODES`."""
+    if mode not in TABLE_CACHE_MODES:
+        raise InvalidValueError("table_cache", mode, f"use one of {', '.join(TABLE_CACHE_MODES)}")
+    return mode
 
 
 @dataclass(frozen=True)
