@@ -63,7 +63,8 @@ class CriteoSplit:
 
     @classmethod
     def from_bin(cls, path: str | os.PathLike) -> CriteoSplit:
-        """Memory-map an MLPerf ``.bin`` file (records of 40 little-endian int32, no header)."""
+        """Memory-map an MLPerf ``.bin`` file (records of 40 little-endian int32, no header);
+        an empty or truncated file is an :class:`InputFileError` naming it."""
         path = Path(path)
         if not path.is_file():
             raise InputFileError(f"{path} does not exist")
@@ -73,9 +74,12 @@ class CriteoSplit:
                 f"{path} has {size:,} bytes, not a multiple of {BIN_RECORD_BYTES} "
                 f"(one record = {N_FIELDS} int32); it is truncated or not an MLPerf .bin file"
             )
+        if size == 0:
+            raise InputFileError(
+                f"{path} is empty: it holds no records (was its day empty, or the write cut short?); "
+                "prepare the data again"
+            )
         rows = size // BIN_RECORD_BYTES
-        if rows == 0:
-            return cls(np.zeros((0, N_FIELDS), BIN_DTYPE), str(path))
         return cls(np.memmap(path, dtype=BIN_DTYPE, mode="r", shape=(rows, N_FIELDS)), str(path))
 
     @classmethod
@@ -90,6 +94,10 @@ class CriteoSplit:
                 raise InputFileError(f"{path} lacks arrays {sorted(missing)}; is it upstream's day npz?")
             n = len(arrays["y"])
             start, end = split_rows(n, split)
+            if end == start:
+                raise InputFileError(
+                    f"{path} holds no rows of the {split} split ({n} rows in all); prepare the data again"
+                )
             records = np.empty((end - start, N_FIELDS), dtype=BIN_DTYPE)
             records[:, LABEL_COL] = arrays["y"][start:end]
             records[:, DENSE_COLS] = arrays["X_int"][start:end]

@@ -18,12 +18,16 @@ by the number of lines.
 
 from __future__ import annotations
 
+import errno
+import gzip
 import itertools
 import json
 import math
 import os
 import shutil
 import time
+import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +38,7 @@ from tqdm.std import tqdm  # what progress_bar returns (tqdm.auto's bars derive 
 
 from dlrm_nb.data.criteo import (
     BIN_DTYPE,
+    BIN_RECORD_BYTES,
     CAT_COLS,
     DATASETS,
     DEFAULT_SEED,
@@ -51,12 +56,24 @@ from dlrm_nb.data.manifest import WORK_DIR_NAME, input_record, open_output_folde
 from dlrm_nb.data.rawtext import ParsedBlock, block_parsers, call, count_lines, ordered_map
 from dlrm_nb.data.shuffle import plan_shuffle
 from dlrm_nb.exceptions import DlrmNbError, InputFileError, InvalidValueError
-from dlrm_nb.fileio import atomic_output, remove_stale_temps, save_npz, save_npz_from_npy_files, write_json
+from dlrm_nb.fileio import (
+    atomic_output,
+    check_size,
+    remove_stale_temps,
+    save_npz,
+    save_npz_from_npy_files,
+    write_error,
+    write_json,
+)
 from dlrm_nb.progress import Progress, progress_bar
 
 ENGINES = ("local", "dask")
 PARSE_THREADS = 2  # local engine: blocks parsed ahead, in parallel, while the main thread ranks ids
 _ROWS_PER_WRITE = 1 << 20
+
+
+class EmptyInputWarning(UserWarning):
+    """A raw training day without a single line (it adds no rows; the run goes on)."""
 
 
 def check_sub_sample_rate(rate: float) -> float:
@@ -124,7 +141,8 @@ def plan_sources(raw_dir: str | os.PathLike, settings: PrepareSettings) -> list[
         raise InputFileError(f"raw data folder {raw_dir} does not exist")
     if layout.name == "kaggle":
         return _kaggle_sources(raw_dir, layout.days)
-    sources, missing = [], []
+    sources: list[DaySource] = []
+    missing = []
     for day in range(layout.days):
         path = _existing(raw_dir, terabyte_raw_name(day))
         if path is None:
@@ -136,7 +154,40 @@ def plan_sources(raw_dir: str | os.PathLike, settings: PrepareSettings) -> list[
             f"{raw_dir} lacks {len(missing)} of the {layout.days} day files: {', '.join(missing)} "
             "(plain or .gz); download them, or pass the number of days present"
         )
+    _check_not_empty(sources, layout.test_day)
     return sources
+
+
+def _check_not_empty(sources: list[DaySource], test_day: int) -> None:
+    """Refuse an empty test day; warn (:class:`EmptyInputWarning`) of each empty training day."""
+    for source in sources:
+        if not _is_empty(Path(source.path)):
+            continue
+        if source.day == test_day:
+            raise InputFileError(
+                f"{source.path} (day {source.day}, the test day) is empty: the test and validation splits "
+                "would have no rows; download or decompress it again"
+            )
+        warnings.warn(
+            f"{source.path} (training day {source.day}) is empty: it adds no rows; if that is not "
+            "intended, download or decompress it again",
+            EmptyInputWarning,
+            stacklevel=4,  # the caller of prepare()
+        )
+
+
+def _is_empty(path: Path) -> bool:
+    """True when the raw file holds no text (a ``.gz`` is opened to see; a corrupt one is
+    reported when it is read, not here)."""
+    if path.stat().st_size == 0:
+        return True
+    if path.suffix != ".gz":
+        return False
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read(1) == b""
+    except (OSError, EOFError, zlib.error):
+        return False
 
 
 def _existing(folder: Path, name: str) -> Path | None:
@@ -151,6 +202,11 @@ def _kaggle_sources(raw_dir: Path, days: int) -> list[DaySource]:
     if path is None:
         raise InputFileError(f"{raw_dir} has no {KAGGLE_RAW_NAME} (plain or .gz)")
     total, _ = count_lines(path)
+    if total < days:
+        raise InputFileError(
+            f"{path} holds {total:,} lines: too few for {days} line-count splits (the last, the test "
+            "day, would be empty); download or decompress it again"
+        )
     per_day, extras = divmod(total, days)  # upstream: the first `extras` splits get one more line
     sizes = [per_day + (1 if day < extras else 0) for day in range(days)]
     starts = [sum(sizes[:day]) for day in range(days)]
@@ -213,6 +269,8 @@ def process_day(
             kept += len(rows)
             malformed += block.malformed
             bar.update(block.n_lines)
+        out.flush()
+        check_size(tmp_records, kept * BIN_RECORD_BYTES if emit_records else 0, records_file)
     bar.close()
     if not emit_records:
         records_file.unlink()
@@ -515,6 +573,7 @@ def prepare(
     layout = settings.layout
     emit = {day: settings.write_train or day == layout.test_day for day in range(layout.days)}
     done = _load_done(work, layout.days)
+    resumed = set(done)  # days an earlier, interrupted run finished
     started = time.perf_counter()
     with progress_bar(progress, total=layout.days, initial=len(done), desc="prepare", unit="day") as bar:
         dictionaries = None
@@ -522,10 +581,13 @@ def prepare(
             dictionaries = _run_local(sources, settings, work, done, emit, bar, progress)
         else:
             _run_dask(sources, settings, work, done, emit, bar, scheduler, workers)
+    _check_test_day_kept(sources[layout.test_day], done[layout.test_day])
     manifest["days"] = {
         str(day): {key: done[day][key] for key in ("lines", "kept", "malformed")} for day in sorted(done)
     }
     manifest["malformed_lines_skipped"] = sum(summary["malformed"] for summary in done.values())
+    # what this run read (a resumed run reads only the days left), for its lines/s
+    manifest["lines_read_this_run"] = sum(done[day]["lines"] for day in done if day not in resumed)
     save_manifest(out, manifest)
     finalize(out, work, settings, done, manifest, progress, dictionaries)
     manifest["complete"] = True
@@ -533,6 +595,16 @@ def prepare(
     save_manifest(out, manifest)
     shutil.rmtree(work)
     return manifest
+
+
+def _check_test_day_kept(source: DaySource, summary: dict[str, Any]) -> None:
+    """Refuse a test day of which no row was kept (every line skipped as malformed)."""
+    if summary["kept"] == 0:
+        raise InputFileError(
+            f"{source.path}: the test day (day {source.day}) kept no rows ({summary['lines']:,} lines read, "
+            f"{summary['malformed']:,} skipped as malformed), so the test and validation splits would be "
+            "empty; fix the file and prepare into a new folder"
+        )
 
 
 # ----------------------------------------------------------------------------- merge and outputs
@@ -621,7 +693,23 @@ def _disk_array(path: Path, length: int, dtype: np.dtype) -> np.ndarray:
     for the real data, too much for memory)."""
     if length == 0:
         return np.empty(0, dtype=dtype)
-    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(length,))
+    return _allocated_memmap(path, dtype, (length,))
+
+
+def _allocated_memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """``open_memmap(path, "w+")`` with its blocks allocated on disk first, so a full disk is an
+    error here (naming the file) rather than a crash (SIGBUS) when a page is written later."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        try:
+            with open(path, "r+b") as f:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system that cannot allocate
+                del array
+                path.unlink(missing_ok=True)
+                raise write_error(path, exc) from exc
+    return array
 
 
 class _MappedRecords:
@@ -676,17 +764,22 @@ def _mapped_records(work: Path, day: int, rows: int, maps: list[np.ndarray] | No
 
 
 def _write_bin(path: Path, records: _MappedRecords, start: int, end: int) -> None:
-    with atomic_output(path) as tmp, open(tmp, "wb") as f:
-        for rows in records.chunks(start, end):
-            f.write(rows.astype(BIN_DTYPE, copy=False).tobytes())
+    """The MLPerf ``.bin`` of rows ``[start, end)`` of one day."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            for rows in records.chunks(start, end):
+                f.write(rows.astype(BIN_DTYPE, copy=False).tobytes())
+        check_size(tmp, (end - start) * BIN_RECORD_BYTES, path)
 
 
 def _write_bins(path: Path, parts: Sequence[_MappedRecords]) -> None:
     """The MLPerf ``.bin`` of several days' rows, back to back."""
-    with atomic_output(path) as tmp, open(tmp, "wb") as f:
-        for records in parts:
-            for rows in records.chunks(0, len(records)):
-                f.write(rows.astype(BIN_DTYPE, copy=False).tobytes())
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            for records in parts:
+                for rows in records.chunks(0, len(records)):
+                    f.write(rows.astype(BIN_DTYPE, copy=False).tobytes())
+        check_size(tmp, sum(len(records) for records in parts) * BIN_RECORD_BYTES, path)
 
 
 def _write_day_npz(path: Path, work: Path, records: _MappedRecords, *, reordered: bool) -> None:
@@ -700,10 +793,7 @@ def _write_day_npz(path: Path, work: Path, records: _MappedRecords, *, reordered
     }
     shapes = {"X_cat": (n, N_CAT), "X_int": (n, DENSE_COLS.stop - DENSE_COLS.start), "y": (n,)}
     files = {name: work / f"{path.name}.{name}.npy" for name in dtypes}
-    arrays = {
-        name: np.lib.format.open_memmap(files[name], mode="w+", dtype=dtypes[name], shape=shapes[name])
-        for name in dtypes
-    }
+    arrays = {name: _allocated_memmap(files[name], dtypes[name], shapes[name]) for name in dtypes}
     first = 0
     for rows in records.chunks(0, n):
         last = first + len(rows)
@@ -720,8 +810,18 @@ def _write_day_npz(path: Path, work: Path, records: _MappedRecords, *, reordered
 
 
 def output_summary(manifest: dict[str, Any]) -> str:
-    """One line for people: lines read and kept, seconds, lines/s."""
+    """One line for people: lines read and kept, seconds, lines/s (of the lines read in the
+    run that finished the folder: a resumed run reads only the days left)."""
     lines = sum(day["lines"] for day in manifest["days"].values())
     kept = sum(day["kept"] for day in manifest["days"].values())
     seconds = manifest.get("seconds") or math.nan
-    return f"{lines:,} lines read, {kept:,} kept, in {seconds:.1f} s ({lines / seconds:,.0f} lines/s)"
+    this_run = manifest.get("lines_read_this_run", lines)
+    head = f"{lines:,} lines read, {kept:,} kept"
+    if this_run == lines:
+        return f"{head}, in {seconds:.1f} s ({lines / seconds:,.0f} lines/s)"
+    if this_run == 0:
+        return f"{head} (all by an earlier, interrupted run); this run merged them in {seconds:.1f} s"
+    return (
+        f"{head}; this run read the {this_run:,} lines an earlier, interrupted run had left, "
+        f"in {seconds:.1f} s ({this_run / seconds:,.0f} lines/s)"
+    )

@@ -13,6 +13,7 @@ import gzip
 import io
 import itertools
 import os
+import re
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +38,23 @@ MAX_HEX_DIGITS = 15  # ids stay below 2^60: non-negative as int64 (real ids have
 _HEX_ALLOWED = f"a hex id of 1 to {MAX_HEX_DIGITS} digits, or empty"
 _INT_ALLOWED = f"an integer in [{_INT32_MIN}, {_INT32_MAX}], or empty"
 _LABEL_ALLOWED = "0 or 1"
+_GZIP_WBITS = zlib.MAX_WBITS | 16
+_INT_MAX_DIGITS = 64  # int() of a longer text is slow (and beyond 4300 digits refused): never int32
+#: Longest value an error message repeats (a 20 MB field is shown by its start).
+SHOWN_CHARS = 80
+#: What parsing a block raises on a line it cannot take (the CSV reader's error, or ours).
+_PARSE_ERRORS = (pa.ArrowInvalid, MalformedLineError, InputFileError)
+_ARROW_COLUMN = re.compile(r"CSV column #(?P<column>\d+)")
+
+
+def shown(value: str | bytes | bytearray, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as an error message repeats it: at most ``limit`` characters, then "…"."""
+    if isinstance(value, (bytes, bytearray)):
+        cut = len(value) > limit
+        text = bytes(value[: limit + 1]).decode("utf-8", "replace")
+    else:
+        cut, text = len(value) > limit, value
+    return text[:limit] + "…" if cut or len(text) > limit else text
 
 
 @dataclass
@@ -110,10 +128,54 @@ def read_line_blocks(
                 if done:
                     return
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise InputFileError(
-                f"{path} is truncated or corrupt after line {line_no - 1} ({exc}); "
-                "download or decompress it again"
-            ) from exc
+            raise _corrupt_error(path, byte_offset, first_line, exc) from exc
+
+
+def _corrupt_error(path: str, byte_offset: int, first_line: int, exc: BaseException) -> InputFileError:
+    """The error of a compressed file that cannot be read to its end, naming its last good line."""
+    last = first_line - 1 + _lines_before_error(path, byte_offset)
+    where = (
+        f"its last complete line is line {last:,}"
+        if last >= first_line
+        else "not one complete line could be read"
+        if first_line == 1
+        else f"not one complete line could be read after line {first_line - 1:,}"
+    )
+    return InputFileError(
+        f"{path} is truncated or corrupt ({shown(str(exc), 200)}): {where}; download or decompress it again"
+    )
+
+
+def _lines_before_error(path: str, byte_offset: int) -> int:
+    """Complete lines from ``byte_offset`` (of the decompressed stream) that decompress before
+    the stream fails (error path only)."""
+    lines, skip = 0, byte_offset
+    for piece in _inflated(path):
+        if skip >= len(piece):
+            skip -= len(piece)
+            continue
+        lines += piece.count(b"\n", skip)
+        skip = 0
+    return lines
+
+
+def _inflated(path: str) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip file, piece by piece, up to where it ends or fails."""
+    with open(path, "rb") as raw:
+        inflate = zlib.decompressobj(_GZIP_WBITS)
+        pending = b""
+        while True:
+            pending = pending or raw.read(1 << 16)
+            if not pending:
+                return
+            try:
+                yield inflate.decompress(pending, 1 << 20)
+            except zlib.error:
+                return
+            if inflate.eof:  # a member ends; another may follow
+                pending, inflate = inflate.unused_data, zlib.decompressobj(_GZIP_WBITS)
+            else:
+                pending = inflate.unconsumed_tail
 
 
 def _seek(f: io.BufferedIOBase, offset: int) -> None:
@@ -217,23 +279,55 @@ def parse_block(
     try:
         table = pacsv.read_csv(pa.BufferReader(block), *_arrow_options(use_threads))
         return _convert(path, first_line, n_lines, table)
-    except (pa.ArrowInvalid, MalformedLineError, InputFileError) as exc:
-        bad = _find_malformed_lines(path, first_line, block)
+    except _PARSE_ERRORS as exc:
+        lines = _split_lines(block)
+        bad = _find_malformed_lines(path, first_line, block) or _find_rejected_lines(
+            path, first_line, lines, list(range(len(lines)))
+        )
         if not bad:
             raise InputFileError(
-                f"{path}: lines {first_line}..{first_line + n_lines - 1} could not be parsed ({exc})"
+                f"{path}: lines {first_line}..{first_line + n_lines - 1} could not be parsed "
+                f"({shown(str(exc), 200)})"
             ) from exc
         if not skip_malformed:
             raise bad[0][1] from None
-        return _parse_without(path, first_line, block, n_lines, [k for k, _ in bad], use_threads)
+        return _parse_without(path, first_line, lines, n_lines, [k for k, _ in bad], use_threads)
+
+
+def _split_lines(block: bytes | bytearray) -> list[bytes | bytearray]:
+    """The lines of a block, each with its ``\\n`` (split at ``\\n`` only, as lines are counted)."""
+    parts = block.split(b"\n")
+    return [part + b"\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def _parse_without(
-    path: str, first_line: int, block: bytes | bytearray, n_lines: int, bad: list[int], use_threads: bool
+    path: str,
+    first_line: int,
+    lines: Sequence[bytes | bytearray],
+    n_lines: int,
+    bad: list[int],
+    use_threads: bool,
 ) -> ParsedBlock:
-    lines: Sequence[bytes | bytearray] = block.splitlines(keepends=True)
     keep = np.ones(n_lines, dtype=bool)
     keep[bad] = False
+    try:
+        parsed = _parse_kept(path, first_line, lines, keep, use_threads)
+    except _PARSE_ERRORS:
+        # lines the slow check passed but the CSV reader rejects: find them and skip them too
+        more = _find_rejected_lines(path, first_line, lines, np.flatnonzero(keep).tolist())
+        if not more:
+            raise
+        keep[[k for k, _ in more]] = False
+        bad = bad + [k for k, _ in more]
+        parsed = _parse_kept(path, first_line, lines, keep, use_threads)
+    parsed.n_lines, parsed.malformed, parsed.kept_mask = n_lines, len(bad), keep
+    return parsed
+
+
+def _parse_kept(
+    path: str, first_line: int, lines: Sequence[bytes | bytearray], keep: np.ndarray, use_threads: bool
+) -> ParsedBlock:
+    """Parse the lines of a block that ``keep`` marks (bool [n_lines])."""
     good = b"".join(line for line, ok in zip(lines, keep, strict=True) if ok)
     if good:
         table = pacsv.read_csv(pa.BufferReader(good), *_arrow_options(use_threads))
@@ -246,7 +340,6 @@ def _parse_without(
             first_line=first_line,
             n_lines=0,
         )
-    parsed.n_lines, parsed.malformed, parsed.kept_mask = n_lines, len(bad), keep
     return parsed
 
 
@@ -367,7 +460,7 @@ def _raise_hex(
     path: str, first_line: int, field: str, text: np.ndarray, offsets: np.ndarray, row: int
 ) -> None:
     base = int(offsets[0])
-    value = bytes(text[int(offsets[row]) - base : int(offsets[row + 1]) - base]).decode("utf-8", "replace")
+    value = shown(bytes(text[int(offsets[row]) - base : int(offsets[row + 1]) - base]))
     raise MalformedLineError(path, first_line + row, field, value, _HEX_ALLOWED)
 
 
@@ -396,19 +489,56 @@ def check_line(path: str, line_no: int, raw: bytes | bytearray) -> MalformedLine
         )
     label = fields[0]
     if label not in (b"", b"0", b"1"):
-        return MalformedLineError(path, line_no, "label", label.decode(errors="replace"), _LABEL_ALLOWED)
+        return MalformedLineError(path, line_no, "label", shown(label), _LABEL_ALLOWED)
     for name, field in zip(DENSE_NAMES, fields[1 : 1 + N_DENSE], strict=True):
         if field and not _is_int32(field):
-            return MalformedLineError(path, line_no, name, field.decode(errors="replace"), _INT_ALLOWED)
+            return MalformedLineError(path, line_no, name, shown(field), _INT_ALLOWED)
     for name, field in zip(CAT_NAMES, fields[1 + N_DENSE :], strict=True):
         if field and (len(field) > MAX_HEX_DIGITS or any(_HEX_DIGIT[c] == 255 for c in field)):
-            return MalformedLineError(path, line_no, name, field.decode(errors="replace"), _HEX_ALLOWED)
+            return MalformedLineError(path, line_no, name, shown(field), _HEX_ALLOWED)
     return None
 
 
 def _is_int32(field: bytes | bytearray) -> bool:
-    text = field[1:] if field[:1] in (b"-", b"+") else field
-    return text.isdigit() and _INT32_MIN <= int(field) <= _INT32_MAX
+    """An optional "-" then ASCII digits, within int32 (no "+": the CSV reader refuses it)."""
+    digits = field[1:] if field[:1] == b"-" else field
+    return 0 < len(digits) <= _INT_MAX_DIGITS and digits.isdigit() and _INT32_MIN <= int(field) <= _INT32_MAX
+
+
+def _find_rejected_lines(
+    path: str, first_line: int, lines: Sequence[bytes | bytearray], indices: list[int]
+) -> list[tuple[int, MalformedLineError]]:
+    """The lines (of ``indices``) the CSV reader rejects though :func:`check_line` passes them,
+    found by bisection (error path only); ``(index, error)`` per line, in order."""
+    bad: list[tuple[int, MalformedLineError]] = []
+
+    def visit(part: list[int]) -> None:
+        try:
+            table = pacsv.read_csv(pa.BufferReader(b"".join(lines[k] for k in part)), *_arrow_options(False))
+            _convert(path, first_line, len(part), table)
+        except _PARSE_ERRORS as exc:
+            if len(part) == 1:
+                bad.append((part[0], _rejected_line(path, first_line + part[0], lines[part[0]], exc)))
+            else:
+                visit(part[: len(part) // 2])
+                visit(part[len(part) // 2 :])
+
+    if indices:
+        visit(indices)
+    return bad
+
+
+def _rejected_line(path: str, line_no: int, raw: bytes | bytearray, exc: Exception) -> MalformedLineError:
+    """The error of one line the CSV reader rejected with ``exc`` (naming its column when it can)."""
+    fields = raw.rstrip(b"\n").split(b"\t")
+    match = _ARROW_COLUMN.search(str(exc))
+    column = int(match["column"]) if match else -1
+    if 0 <= column < min(len(fields), N_FIELDS):
+        allowed = _LABEL_ALLOWED if column == 0 else _INT_ALLOWED if column <= N_DENSE else _HEX_ALLOWED
+        return MalformedLineError(path, line_no, FIELD_NAMES[column], shown(fields[column]), allowed)
+    return MalformedLineError(
+        path, line_no, "(line)", shown(raw.rstrip(b"\n")), f"a line the CSV reader accepts: {shown(str(exc))}"
+    )
 
 
 # ----------------------------------------------------------------------------- streaming

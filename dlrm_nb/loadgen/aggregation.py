@@ -29,7 +29,7 @@ import numpy as np
 
 from dlrm_nb.data.criteo import DEFAULT_SEED
 from dlrm_nb.exceptions import AggregationError
-from dlrm_nb.fileio import atomic_output
+from dlrm_nb.fileio import write_bytes
 
 MLPERF_QUANTILES: tuple[int, ...] = (100, 100, *([200] * 12), 300, 300, 400, 500, 600, 700)
 TRACE_KINDS = ("quantile", "fixed", "uniform")
@@ -231,9 +231,7 @@ def format_trace(trace: np.ndarray) -> str:
 
 def write_trace(path: str | os.PathLike, trace: np.ndarray) -> None:
     """Write ``trace`` int ``[S, 2]`` in upstream's format to ``path``, atomically."""
-    text = format_trace(trace)
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(text.encode("ascii"))
+    write_bytes(path, format_trace(trace).encode("ascii"))
 
 
 def read_trace(path: str | os.PathLike) -> np.ndarray:

@@ -8,6 +8,11 @@
 * ``mlperf_log_detail.txt``: one ``:::MLLOG {json}`` line per event; ``effective_*`` keys are the
   settings LoadGen used, entries whose ``metadata.is_error`` / ``is_warning`` is true are errors /
   warnings, ``result_*`` keys repeat the results.
+
+Logs are checked before they are trusted (:func:`check_logs`): a log that is empty, ends in a cut
+line, holds an entry that does not parse, or lacks what every complete log of its mode holds (a
+full disk, a file size limit or a killed run cut it short) is an error naming the file and what
+is missing, and no metrics come of it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,16 @@ _PERCENTILE = re.compile(r"^(?P<pct>[\d.]+) percentile latency \(ns\)$")
 _DETAIL_PERCENTILE = re.compile(r"^result_(?P<pct>[\d.]+)_percentile_latency_ns$")
 # Headline numbers that are sample rates, by scenario (SingleStream prints queries/s of 1 sample).
 _RATE_LABELS = ("Samples per second", "Completed samples per second", "QPS w/ loadgen overhead")
+#: What every complete detail log holds (``effective_`` settings), and in a mode that measures
+#: performance also (``result_`` keys); LoadGen writes the results last.
+DETAIL_SETTINGS_REQUIRED = ("scenario", "test_mode")
+DETAIL_RESULTS_REQUIRED = ("result_validity", "result_query_count", "result_mean_latency_ns")
+ACCURACY_MODE = "AccuracyOnly"
+_TRUNCATED_HINT = (
+    "LoadGen did not finish writing it (a full disk, a file size limit (ulimit -f) or a run "
+    "that was killed); free space or raise the limit and run the test again"
+)
+_SHOWN_CHARS = 80
 
 
 # ----------------------------------------------------------------------------- summary
@@ -163,7 +178,9 @@ def parse_detail(text: str) -> dict[str, Any]:
 
     Returns ``{"effective_settings": {key without "effective_": value}, "results": {result_* and
     early_stopping_* keys: value}, "errors": [{"key", "value"}], "warnings": [{"key", "value"}],
-    "entries": int, "unparsed_lines": int}`` (a truncated last line counts as unparsed).
+    "entries": int, "unparsed_lines": int, "first_unparsed_line": line number or None,
+    "cut_last_line": bool}`` (a truncated last line counts as unparsed; a text that does not end
+    in a newline has a cut last line).
     """
     out: dict[str, Any] = {
         "effective_settings": {},
@@ -172,8 +189,10 @@ def parse_detail(text: str) -> dict[str, Any]:
         "warnings": [],
         "entries": 0,
         "unparsed_lines": 0,
+        "first_unparsed_line": None,
+        "cut_last_line": bool(text) and not text.endswith("\n"),
     }
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.startswith(MLLOG_PREFIX):
             continue
         try:
@@ -181,6 +200,7 @@ def parse_detail(text: str) -> dict[str, Any]:
             key, value = entry["key"], entry.get("value")
         except (json.JSONDecodeError, KeyError, TypeError):
             out["unparsed_lines"] += 1
+            out["first_unparsed_line"] = out["first_unparsed_line"] or number
             continue
         out["entries"] += 1
         _detail_entry(out, key, value, entry.get("metadata") or {})
@@ -253,8 +273,7 @@ def parse_run(
     """
     summary_text, detail_text = read_run_logs(folder)
     summary, detail = parse_summary(summary_text), parse_detail(detail_text)
-    if summary["error_count"] is None and summary["scenario"] is None and not detail["entries"]:
-        raise LoadgenLogError(f"{Path(folder) / SUMMARY_NAME} and {DETAIL_NAME} are not LoadGen logs")
+    check_logs(folder, summary_text, summary, detail_text, detail)
     effective = detail["effective_settings"]
     latencies = _summary_latencies(summary["stats"]) or _detail_latencies(detail["results"])
     samples_per_s, rate_source = _samples_per_s(summary, effective, latencies)
@@ -288,6 +307,72 @@ def parse_run(
     if with_summary_text:
         metrics["summary_text"] = summary_text
     return metrics
+
+
+def check_logs(
+    folder: str | os.PathLike,
+    summary_text: str,
+    summary: dict[str, Any],
+    detail_text: str,
+    detail: dict[str, Any],
+) -> None:
+    """Raise :class:`LoadgenLogError`, naming the file and what is missing, unless both logs
+    are complete: not empty, LoadGen's, no cut last line, every entry parsed, and the keys
+    every complete log of the run's mode holds."""
+    summary_path, detail_path = Path(folder) / SUMMARY_NAME, Path(folder) / DETAIL_NAME
+    for path, text in ((summary_path, summary_text), (detail_path, detail_text)):
+        if not text.strip():
+            raise LoadgenLogError(f"{path} is empty: {_TRUNCATED_HINT}")
+    if summary["error_count"] is None and summary["scenario"] is None and not detail["entries"]:
+        raise LoadgenLogError(f"{summary_path} and {DETAIL_NAME} are not LoadGen logs")
+    _check_detail(detail_path, detail_text, detail)
+    missing = _summary_missing(summary, detail["effective_settings"]["test_mode"])
+    if missing:
+        raise LoadgenLogError(
+            f"{summary_path} is incomplete: it lacks {', '.join(missing)}; {_TRUNCATED_HINT}"
+        )
+
+
+def _check_detail(path: Path, text: str, detail: dict[str, Any]) -> None:
+    lines = text.splitlines()
+    if detail["cut_last_line"]:
+        raise LoadgenLogError(
+            f"{path} is truncated: its last line (line {len(lines)}) is cut short "
+            f"({_shown(lines[-1])}); {_TRUNCATED_HINT}"
+        )
+    bad = detail["first_unparsed_line"]
+    if bad is not None:
+        raise LoadgenLogError(
+            f"{path}, line {bad}: not a LoadGen log entry (JSON with a key) ({_shown(lines[bad - 1])}); "
+            "the log is damaged; run the test again"
+        )
+    effective, results = detail["effective_settings"], detail["results"]
+    missing = [f"effective_{key}" for key in DETAIL_SETTINGS_REQUIRED if key not in effective]
+    if not missing and effective["test_mode"] != ACCURACY_MODE:
+        missing = [key for key in DETAIL_RESULTS_REQUIRED if key not in results]
+    if missing:
+        raise LoadgenLogError(
+            f"{path} is incomplete: it lacks {', '.join(missing)} ({detail['entries']} entries read); "
+            f"{_TRUNCATED_HINT}"
+        )
+
+
+def _summary_missing(summary: dict[str, Any], test_mode: str) -> list[str]:
+    """What a complete summary of a run in ``test_mode`` holds and this one lacks."""
+    wanted = {"the warning count": summary["warning_count"], "the error count": summary["error_count"]}
+    if test_mode != ACCURACY_MODE:
+        wanted = {
+            "Scenario": summary["scenario"],
+            "Mode": summary["mode"],
+            "Result is": summary["result"],
+            "the result's number": _metric(summary["results"]),
+            **wanted,
+        }
+    return [name for name, value in wanted.items() if value is None]
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…")
 
 
 def _metric(results: dict[str, Any]) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from dlrm_nb.data.dataset import CriteoSplit
 from dlrm_nb.exceptions import DlrmNbError
-from dlrm_nb.fileio import atomic_output, write_json
+from dlrm_nb.fileio import save_npy, write_json, write_text
 from dlrm_nb.loadgen.batcher import CLOSE_REASONS
 from dlrm_nb.loadgen.qsl import AggregatedQSL
 from dlrm_nb.loadgen.settings import MODEL_NAME, MODES, STREAM_SAMPLES, LoadgenSettings
@@ -41,7 +41,9 @@ def run_loadgen(
     """One LoadGen run into ``out_dir``: ``user.conf``, LoadGen's logs and ``metrics.json``.
 
     Returns the metrics (parsed from LoadGen's summary and detail logs, plus the SUT's own
-    counters and, in accuracy mode, the AUC).
+    counters and, in accuracy mode, the AUC). LoadGen's logs are checked first: logs that are
+    incomplete or do not parse raise :class:`~dlrm_nb.exceptions.LoadgenLogError` and no
+    ``metrics.json`` is written (one from an earlier run in ``out_dir`` is removed at the start).
     """
     import mlperf_loadgen as lg
 
@@ -49,6 +51,8 @@ def run_loadgen(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in (METRICS_NAME, SUT_LATENCIES_NAME):  # never beside the logs of another run
+        (out / stale).unlink(missing_ok=True)
     qsl = AggregatedQSL(split, trace, predictor.device)
     try:
         if settings.scenario in STREAM_SAMPLES or predictor.compiled:
@@ -70,7 +74,7 @@ def run_loadgen(
         latency = query_latency_ms(predictor, split, qsl.sizes, STREAM_SAMPLES[settings.scenario])
         settings = replace(settings, expected_latency_ms=round(0.8 * latency, 3))
     conf = out / USER_CONF_NAME
-    conf.write_text(settings.user_conf(len(qsl)))
+    write_text(conf, settings.user_conf(len(qsl)))
     test = lg.TestSettings()
     test.scenario = getattr(lg.TestScenario, settings.scenario)
     test.mode = getattr(lg.TestMode, MODES[settings.mode])
@@ -112,8 +116,7 @@ def run_loadgen(
     stats = sut.stats
     mean_pairs = stats.pairs / stats.samples if stats.samples else None
     metrics = parse_run(out, mean_pairs_per_sample=mean_pairs)
-    with atomic_output(out / SUT_LATENCIES_NAME) as tmp, open(tmp, "wb") as f:
-        np.save(f, stats.sample_latencies_ns())
+    save_npy(out / SUT_LATENCIES_NAME, stats.sample_latencies_ns())
     metrics.update(
         settings=asdict(settings),
         wall_seconds=round(wall, 3),

@@ -214,3 +214,29 @@ def test_instances_settings() -> None:
         LoadgenSettings(instances=0)
     with pytest.raises(DlrmNbError, match="threads_per_instance 0 is not valid"):
         LoadgenSettings(threads_per_instance=0)
+
+
+def test_cut_logs_fail_the_run_and_leave_no_metrics(
+    bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real LoadGen run whose detail log is then cut as a 1 KiB file size limit cuts it: the
+    run fails naming the log, and no metrics.json is left (not even one of an earlier run)."""
+    import mlperf_loadgen as lg
+
+    from dlrm_nb.loadgen.mlperf_logs import DETAIL_NAME
+    from dlrm_nb.loadgen.runner import METRICS_NAME
+
+    real = lg.StartTestWithLogSettings
+    folder = tmp_path / "Offline" / "performance"
+
+    def then_cut(*args) -> None:
+        real(*args)
+        detail = folder / DETAIL_NAME
+        detail.write_bytes(detail.read_bytes()[:1024])
+
+    monkeypatch.setattr(lg, "StartTestWithLogSettings", then_cut)
+    folder.mkdir(parents=True)
+    (folder / METRICS_NAME).write_text('{"from": "an earlier run"}\n')
+    with pytest.raises(DlrmNbError, match=rf"{DETAIL_NAME} is truncated: its last line \(line \d+\) is cut"):
+        bench.run(LoadgenSettings(scenario="Offline", **SHORT), tmp_path, isolate=False)
+    assert not (folder / METRICS_NAME).exists() and (folder / DETAIL_NAME).stat().st_size == 1024

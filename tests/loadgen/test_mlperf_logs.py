@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -282,6 +283,100 @@ def test_missing_or_foreign_logs(tmp_path: Path, runs: dict[str, Path]):
     (folder / DETAIL_NAME).write_text("world\n")
     with pytest.raises(LoadgenLogError, match="are not LoadGen logs"):
         parse_run(folder)
+
+
+def cut_copy(tmp_path: Path, run: Path, name: str, cut) -> Path:
+    """A copy of a real run folder with the log ``name`` replaced by ``cut(its bytes)``."""
+    folder = tmp_path / "cut"
+    shutil.copytree(run, folder)
+    (folder / name).write_bytes(cut((run / name).read_bytes()))
+    return folder
+
+
+def first_lines(count: int):
+    return lambda data: b"".join(data.splitlines(keepends=True)[:count])
+
+
+def without_last_lines(count: int):
+    return lambda data: b"".join(data.splitlines(keepends=True)[:-count])
+
+
+TRUNCATED = {  # run, log, how it is cut, what the message says
+    "detail cut mid-line (ulimit -f 1)": (
+        "Offline",
+        DETAIL_NAME,
+        lambda data: data[:1024],
+        r"mlperf_log_detail\.txt is truncated: its last line \(line \d+\) is cut short \(':::MLLOG",
+    ),
+    "empty detail": (
+        "Offline",
+        DETAIL_NAME,
+        lambda data: b"",
+        r"mlperf_log_detail\.txt is empty: LoadGen did not",
+    ),
+    "empty summary": ("Server", SUMMARY_NAME, lambda data: b"", r"mlperf_log_summary\.txt is empty"),
+    "detail without its results": (
+        "Offline",
+        DETAIL_NAME,
+        without_last_lines(12),
+        r"mlperf_log_detail\.txt is incomplete: it lacks result_query_count, result_mean_latency_ns "
+        r"\(\d+ entries read\)",
+    ),
+    "detail without its settings": (
+        "Server",
+        DETAIL_NAME,
+        first_lines(20),
+        r"mlperf_log_detail\.txt is incomplete: it lacks effective_scenario, effective_test_mode "
+        r"\(20 entries read\)",
+    ),
+    "accuracy detail without its settings": (
+        "accuracy",
+        DETAIL_NAME,
+        first_lines(30),
+        r"lacks effective_scenario, effective_test_mode",
+    ),
+    "entry that does not parse": (
+        "Offline",
+        DETAIL_NAME,
+        lambda data: data.replace(b'{"key": "result_query_count"', b'{"key": result_query_count"'),
+        r"mlperf_log_detail\.txt, line \d+: not a LoadGen log entry \(JSON with a key\) "
+        r"\(':::MLLOG \{\"key\": result_query_count",
+    ),
+    "summary cut before its counts": (
+        "Server",
+        SUMMARY_NAME,
+        lambda data: data[: data.index(b"Additional Stats")],
+        r"mlperf_log_summary\.txt is incomplete: it lacks the warning count, the error count; LoadGen",
+    ),
+    "summary cut in its results": (
+        "SingleStream",
+        SUMMARY_NAME,
+        lambda data: data[: data.index(b"Result is")],
+        r"mlperf_log_summary\.txt is incomplete: it lacks Result is, the warning count, the error count",
+    ),
+    "accuracy summary cut": (
+        "accuracy",
+        SUMMARY_NAME,
+        lambda data: data[: data.index(b"No errors")],
+        r"mlperf_log_summary\.txt is incomplete: it lacks the error count",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRUNCATED))
+def test_incomplete_logs_are_refused(tmp_path: Path, runs: dict[str, Path], case: str):
+    run, name, cut, message = TRUNCATED[case]
+    parse_run(runs[run])  # whole, the run's logs pass
+    folder = cut_copy(tmp_path, runs[run], name, cut)
+    with pytest.raises(LoadgenLogError, match=message) as info:
+        parse_run(folder)
+    assert str(folder / name) in str(info.value)
+
+
+def test_complete_detail_logs_end_in_a_newline(runs: dict[str, Path]):
+    for folder in runs.values():
+        detail = parse_detail((folder / DETAIL_NAME).read_text())
+        assert detail["cut_last_line"] is False and detail["first_unparsed_line"] is None
 
 
 if __name__ == "__main__":  # one LoadGen run: OUT USER_CONF SCENARIO [accuracy|twice]
