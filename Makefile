@@ -10,13 +10,22 @@ NBSTRIPOUT_ARGS := --keep-id --extra-keys "metadata.papermill cell.metadata.pape
 	metadata.language_info.mimetype metadata.language_info.nbconvert_exporter \
 	metadata.language_info.pygments_lexer metadata.language_info.version"
 
-.PHONY: setup test test-fast lint typecheck bench demo clean clean-notebooks
+# The notebooks' kernel: this .venv's Python, as a named kernelspec inside .venv (found by the
+# jupyter of .venv; nothing is written outside the project).
+KERNEL := dlrm-nb
+KERNEL_DISPLAY_NAME := DLRM workbook (.venv)
+LAB_PORT ?= 8888
+# Jupyter refuses to run as root without saying so (containers, these machines)
+LAB_AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+.PHONY: setup test test-fast lint typecheck bench demo lab clean clean-notebooks
 
 $(BIN)/dlrm-nb: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "$(KERNEL_DISPLAY_NAME)"
 	touch $@
 
 setup: $(BIN)/dlrm-nb
@@ -42,6 +51,13 @@ bench: setup
 # The embedded demo: every notebook through papermill into results/<run-id>/; prints where the report is.
 demo: setup
 	$(BIN)/dlrm-nb run params/demo.yaml
+
+# JupyterLab on this machine only (127.0.0.1), on the project folder, opening the start page; the
+# notebooks run in the $(KERNEL) kernel. Another port: make lab LAB_PORT=8899.
+lab: setup
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.root_dir=. \
+		--MappingKernelManager.default_kernel_name=$(KERNEL) \
+		--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb $(LAB_AS_ROOT)
 
 # Outputs and execution counts out of the committed notebooks (a clean notebook stays as it is).
 clean-notebooks: setup

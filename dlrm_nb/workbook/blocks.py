@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +20,12 @@ DPI = 100
 
 @dataclass
 class Table:
-    """A small HTML table: shows itself in a notebook and renders into a page."""
+    """A small HTML table: shows itself in a notebook and renders into a page.
+
+    Columns of numbers are right-aligned, every other column (labels, names, reasons) left-aligned,
+    the caption too; a table whose columns are all unnamed (label and value) has no header row.
+    The alignment comes in a ``<style>`` scoped to the table's id (JupyterLab's and nbconvert's
+    own rules right-align every cell)."""
 
     columns: Sequence[str]
     rows: Sequence[Sequence[Any]]
@@ -26,14 +33,41 @@ class Table:
 
     def to_html(self) -> str:
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
+        head = f"<thead><tr>{head}</tr></thead>" if any(str(c) for c in self.columns) else ""
         body = "".join(
             "<tr>" + "".join(f"<td>{_cell(value)}</td>" for value in row) + "</tr>" for row in self.rows
         )
         caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
-        return f'<table class="dlrm-nb">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        table = f"{caption}{head}<tbody>{body}</tbody>"
+        name = "dlrm-nb-" + hashlib.sha1(table.encode()).hexdigest()[:10]
+        return f'{self._style(name)}<table class="dlrm-nb" id="{name}">{table}</table>'
+
+    def _style(self, name: str) -> str:
+        """Left-aligned caption and text columns for the table with id ``name``."""
+        left = [
+            f"#{name} td:nth-child({i}), #{name} th:nth-child({i})"
+            for i in range(1, len(self.columns) + 1)
+            if not _numeric([row[i - 1] for row in self.rows if i - 1 < len(row)])
+        ]
+        rules = [f"#{name} caption {{ text-align: left; font-weight: 600; }}"]
+        if left:
+            rules.append(f"{', '.join(left)} {{ text-align: left; }}")
+        return f"<style>{' '.join(rules)}</style>"
 
     def _repr_html_(self) -> str:
         return self.to_html()
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    """A column of numbers or percentages (missing values aside), shown right-aligned."""
+    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return bool(present) and all(_is_number(v) for v in present)
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, str):
+        return re.fullmatch(r"[-+]?[\d,.]+ ?%?", value) is not None
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _cell(value: Any) -> str:

@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator, ScalarFormatter
 
 from dlrm_nb.data.criteo import ACCURACY_TARGETS, REFERENCE_AUC
 from dlrm_nb.loadgen.settings import SCENARIOS
@@ -125,7 +125,15 @@ def accuracy_figure(run: LoadedRun) -> Plot | Note:
         values.append(100 * oracle)
     bars.barh(names, values, color=["#1f77b4", "#8fb8de", "#cccccc"][: len(names)])
     for i, value in enumerate(values):
-        bars.annotate(f"{value:.3f}%", (value, i), textcoords="offset points", xytext=(3, -3), fontsize=8)
+        bars.annotate(
+            f"{value:.3f}%",
+            (value, i),
+            textcoords="offset points",
+            xytext=(3, -3),
+            fontsize=8,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85},
+            zorder=3,
+        )
     styles = {"99%": ("#d29922", "--"), "99.9%": ("#cf222e", "-.")}
     for name, fraction in ACCURACY_TARGETS.items():
         color, ls = styles.get(name, ("black", ":"))
@@ -163,6 +171,14 @@ def throughput_figure(run: LoadedRun) -> Plot | Note:
         )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    sizes = sorted({row["batch_size"] for row in record["rows"]})
+    ax.set_xticks(sizes, [f"{size:,}" for size in sizes])  # the measured batch sizes, as numbers
+    ax.xaxis.set_minor_locator(NullLocator())
+    plain = FuncFormatter(lambda value, _: f"{value:,.0f}")
+    ax.yaxis.set_major_formatter(plain)
+    low, high = ax.get_ylim()
+    ax.yaxis.set_minor_formatter(plain if high < 20 * low else NullFormatter())  # under a decade or so
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set(
         xlabel="batch size (pairs per forward)",
         ylabel="pairs/s",

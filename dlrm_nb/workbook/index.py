@@ -97,9 +97,9 @@ def comparison_figure(runs: Sequence[LoadedRun]) -> Plot | Note:
     names = [name for name, _, _ in named]
     rates = [(offline or {}).get("samples_per_s") or 0 for _, offline, _ in named]
     aucs = [100 * accuracy["accuracy"]["auc"] if accuracy else 0 for _, _, accuracy in named]
-    rate_ax.barh(names, rates, color="#2ca02c")
+    rate_ax.barh(names, rates, color="#2ca02c", height=0.6)
     rate_ax.set(xlabel="Offline samples/s", title="Offline throughput")
-    auc_ax.barh(names, aucs, color="#1f77b4")
+    auc_ax.barh(names, aucs, color="#1f77b4", height=0.6)
     for name, fraction in ACCURACY_TARGETS.items():
         auc_ax.axvline(100 * fraction * REFERENCE_AUC, ls="--", lw=1, color="#cf222e", label=f"{name} target")
     auc_ax.set(
@@ -117,8 +117,15 @@ table.dlrm-nb { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 table.dlrm-nb caption { text-align: left; font-weight: 600; padding: 0.3em 0; }
 table.dlrm-nb th, table.dlrm-nb td { border: 1px solid #d0d7de; padding: 0.3em 0.6em; text-align: left; }
 table.dlrm-nb th { background: #f6f8fa; }
+table.dlrm-nb td:first-child { white-space: nowrap; }
+div.dlrm-nb-wide { overflow-x: auto; }
 img.dlrm-nb-plot { max-width: 100%; }
 """
+
+
+def _wide(table: str) -> str:
+    """A table that scrolls sideways on its own when it is wider than the window."""
+    return f'<div class="dlrm-nb-wide">{table}</div>'
 
 
 def write_index(root: str | os.PathLike | None = None) -> Path:
@@ -127,12 +134,13 @@ def write_index(root: str | os.PathLike | None = None) -> Path:
 
     root = Path(root) if root is not None else results_root()
     runs = [load_run(path) for path in list_runs(root)]
+    count = f"{len(runs)} run" if len(runs) == 1 else f"{len(runs)} runs"
     parts = [
         "<h1>DLRM inference workbook: runs</h1>",
-        f"<p>{len(runs)} runs in {html.escape(str(root))}; each name links to its report.</p>",
-        index_rows(runs).to_html(),
+        f"<p>{count} in {html.escape(str(root))}; the name of a run with a report links to it.</p>",
+        _wide(index_rows(runs).to_html()),
         comparison_figure(runs).to_html(),
-        differing_parameters(runs).to_html() if len(runs) > 1 else "",
+        _wide(differing_parameters(runs).to_html()) if len(runs) > 1 else "",
     ]
     page = (
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>DLRM runs</title>'

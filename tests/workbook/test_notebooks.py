@@ -28,9 +28,14 @@ from dlrm_nb.workbook.params import (
     resolve_parameters,
     section_name,
 )
+from dlrm_nb.workbook.start import START_NOTEBOOK
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS_FILES = sorted((ROOT / "params").glob("*.yaml"))
+#: Every notebook in notebooks/: the start page (JupyterLab only) and the pipeline's five.
+ALL_NOTEBOOKS = (START_NOTEBOOK, *NOTEBOOKS)
+#: The kernel the notebooks name: the kernelspec `make setup` installs inside .venv.
+KERNEL = "dlrm-nb"
 #: Keys holding paths to the user's data: replaced by existing stand-ins before values are checked.
 PATH_KEYS = {"raw_dir": "dir", "prepared_dir": "dir", "checkpoint": "file"}
 
@@ -44,10 +49,10 @@ def _parameters_cell(notebook: str) -> nbformat.NotebookNode:
 
 def test_every_workbook_notebook_exists_and_nothing_else() -> None:
     found = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
-    assert found == list(NOTEBOOKS)
+    assert found == sorted(ALL_NOTEBOOKS)
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("notebook", ALL_NOTEBOOKS)
 def test_notebook_is_committed_clean(notebook: str) -> None:
     """No outputs, no execution counts, no volatile metadata, no machine paths (nbdev-style)."""
     raw = notebook_path(notebook).read_text()
@@ -59,7 +64,7 @@ def test_notebook_is_committed_clean(notebook: str) -> None:
             assert cell.execution_count is None, f"{notebook}: cell {cell.id} has an execution count"
         assert set(cell.metadata) <= {"tags"}, f"{notebook}: cell {cell.id} metadata {dict(cell.metadata)}"
     assert set(nb.metadata) == {"kernelspec", "language_info"}
-    assert nb.metadata.kernelspec.name == "python3"
+    assert nb.metadata.kernelspec.name == KERNEL
     assert not re.search(r"/(home|root|tmp|work)/", raw), f"{notebook} holds a machine path"
 
 
@@ -70,10 +75,10 @@ def test_git_tracks_clean_notebooks_only() -> None:
     ).stdout.split()
     if not tracked:
         pytest.skip("not a git checkout (or notebooks not committed yet)")
-    assert sorted(tracked) == sorted(f"notebooks/{nb}.ipynb" for nb in NOTEBOOKS)
+    assert sorted(tracked) == sorted(f"notebooks/{nb}.ipynb" for nb in ALL_NOTEBOOKS)
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("notebook", ALL_NOTEBOOKS)
 def test_notebook_is_thin(notebook: str) -> None:
     """Imports, the parameters, one validation call, then short calls: no loops or branches."""
     nb = nbformat.read(notebook_path(notebook), as_version=4)
