@@ -1,21 +1,40 @@
-"""The ``dlrm-nb`` command line: the same functions the notebooks call, from a terminal."""
+"""The ``dlrm-nb`` command line: the same functions the notebooks call, from a terminal.
+
+Exit codes: 0 done; 2 a user error (a bad argument or file, a model that does not fit the data,
+a full disk, a permission, a missing package), told in one line that names the value or file
+and what to do; 1 a bug of ours (the traceback, then a line asking for a report); 130 Ctrl-C and
+143 SIGTERM, told in one line that says what was kept and how to go on.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import inspect
+import shlex
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 import numpy as np
 
 from dlrm_nb.data.criteo import DATASETS, DEFAULT_SEED, SPLITS
 from dlrm_nb.data.preprocess import ENGINES, PrepareSettings
 from dlrm_nb.data.synthetic import generate
-from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.exceptions import (
+    AccuracyLogError,
+    DlrmNbError,
+    OutputExistsError,
+    ParameterError,
+    Terminated,
+)
 from dlrm_nb.loadgen.aggregation import DEFAULT_FIXED_SIZE, TRACE_KINDS, TRACE_NAME
 from dlrm_nb.loadgen.settings import (
     MLPERF_PERFORMANCE_SAMPLES,
@@ -27,8 +46,44 @@ from dlrm_nb.loadgen.settings import (
     requested_instances,
 )
 from dlrm_nb.model.auto import AUTO
-from dlrm_nb.model.settings import DEVICES, PRECISIONS, SCORE_BATCH_PAIRS, TABLE_PRECISIONS, TrainSettings
+from dlrm_nb.model.settings import (
+    DEVICES,
+    PRECISIONS,
+    SCORE_BATCH_PAIRS,
+    TABLE_CACHE_MODES,
+    TABLE_PRECISIONS,
+    PredictorSettings,
+    TrainSettings,
+)
 from dlrm_nb.progress import PROGRESS_STYLES
+from dlrm_nb.workbook.params import MAX_DAYS, MAX_ROWS_PER_DAY
+
+#: What a stopped command leaves and how to go on (one line after "interrupted; ").
+INTERRUPTED = {
+    "synth": "day files written completely are kept, no partial one; "
+    "rerun into a new folder or with --overwrite",
+    "prepare": "finished days are kept, rerun the same command to resume",
+    "train-demo": "no checkpoint was written; rerun the same command",
+    "score": "no predictions file was written (an existing one is untouched); rerun the same command",
+    "synth-checkpoint": "no checkpoint was written; rerun the same command",
+    "loadgen": "LoadGen runs that finished are kept in the run folder; "
+    "rerun the same command to measure again",
+    "qps-search": "probes that finished are kept in the run folder; rerun the same command to search again",
+    "run": "run.json says interrupted and the run folder keeps the notebooks that finished; "
+    "start a new run (another --run-id)",
+    "report": "pages written completely are kept; rerun the same command",
+}
+_NOTHING_WRITTEN = "nothing was written; rerun the same command"
+#: OSErrors that are the machine's answer to the user's files, not our bugs.
+_DISK_FULL = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "the file is larger than the file size limit (ulimit -f) or the file system allows",
+}
+_NOT_PERMITTED = {errno.EACCES, errno.EPERM, errno.EROFS}
+#: A path that does not lead where it should (a missing file, a file where a folder should be).
+_BAD_PATH = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+BUG_LINE = "this is a bug in dlrm-nb; please report it with the command and the traceback above"
 
 
 def _default(settings: Any, name: str) -> Any:
@@ -40,21 +95,76 @@ def _default(settings: Any, name: str) -> Any:
 
 
 def _synth(args: argparse.Namespace) -> None:
-    sidecar = generate(
-        args.out_dir,
-        dataset=args.dataset,
-        days=args.days,
-        rows_per_day=args.rows_per_day,
-        test_day_rows=args.test_day_rows,
-        seed=args.seed,
-        gzip=args.gzip,
-    )
+    from dlrm_nb.workbook.params import check_free_space, synthetic_raw_bytes
+
+    _check_output_folder(args.out_dir)
+    days = _synth_days(args.dataset, args.days)
+    for name, rows in (("rows_per_day", args.rows_per_day), ("test_day_rows", args.test_day_rows)):
+        if rows is not None and not 1 <= rows <= MAX_ROWS_PER_DAY:
+            raise ParameterError(
+                f"{name}={rows} is not valid: use a whole number from 1 to {MAX_ROWS_PER_DAY:,}"
+            )
+    test_rows = args.test_day_rows or args.rows_per_day
+    need = synthetic_raw_bytes(args.dataset, days, args.rows_per_day, test_rows, args.gzip)
+    check_free_space(args.out_dir, need, f"synth ({days} days of {args.rows_per_day:,} lines)")
+    try:
+        sidecar = generate(
+            args.out_dir,
+            dataset=args.dataset,
+            days=days,
+            rows_per_day=args.rows_per_day,
+            test_day_rows=args.test_day_rows,
+            seed=args.seed,
+            gzip=args.gzip,
+            overwrite=args.overwrite,
+        )
+    except OutputExistsError as exc:  # its advice is for Python callers (overwrite=True)
+        head = str(exc).split(": choose", 1)[0]
+        raise OutputExistsError(
+            f"{head}: choose another output folder, or pass --overwrite to replace them"
+        ) from None
     oracle = sidecar.get("oracle_auc", {})
     print(f"wrote synthetic {args.dataset} data to {args.out_dir} (oracle AUC: {oracle})")
 
 
+def _check_output_folder(folder: str) -> None:
+    """An output folder must be a folder (or not exist yet)."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise DlrmNbError(f"{folder} is a file, not a folder; give a folder for the output")
+
+
+def _check_output_file(path: str) -> None:
+    """An output file's folder must exist (checked before any work, not when writing at the end)."""
+    folder = Path(path).expanduser().absolute().parent
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise DlrmNbError(f"cannot write {path}: {folder} {what}; create the folder or choose another path")
+    if Path(path).is_dir():
+        raise DlrmNbError(f"cannot write {path}: it is a folder; give a file name")
+
+
+def _synth_days(dataset: str, days: int | None) -> int:
+    """``--days``, or the dataset's own number, within what the dataset allows."""
+    layout = DATASETS[dataset]
+    if days is None:
+        return layout.days
+    low = 2 if dataset == "terabyte" else 1
+    why = (
+        "training days + the test day"
+        if dataset == "terabyte"
+        else "train.txt holds days * rows-per-day lines"
+    )
+    if not low <= days <= MAX_DAYS:
+        raise ParameterError(
+            f"days={days} is not valid: {dataset} needs a whole number from {low} to {MAX_DAYS} ({why}; "
+            f"Criteo Terabyte has {MAX_DAYS} days)"
+        )
+    return days
+
+
 def _prepare(args: argparse.Namespace) -> None:
     from dlrm_nb.data.preprocess import output_summary, prepare
+    from dlrm_nb.locks import folder_lock
 
     settings = PrepareSettings(
         max_ind_range=args.max_ind_range,
@@ -65,14 +175,15 @@ def _prepare(args: argparse.Namespace) -> None:
         write_train=args.write_train,
         skip_malformed=args.skip_malformed,
     )
-    manifest = prepare(
-        args.raw_dir,
-        args.out_dir,
-        settings,
-        engine=args.engine,
-        scheduler=args.scheduler,
-        workers=args.workers,
-    )
+    with folder_lock(args.out_dir, _command(args)):  # one writer per folder
+        manifest = prepare(
+            args.raw_dir,
+            args.out_dir,
+            settings,
+            engine=args.engine,
+            scheduler=args.scheduler,
+            workers=args.workers,
+        )
     print(f"prepared {args.out_dir}: {output_summary(manifest)}")
     if manifest.get("malformed_lines_skipped"):
         print(f"skipped {manifest['malformed_lines_skipped']:,} malformed lines (see the manifest)")
@@ -81,6 +192,7 @@ def _prepare(args: argparse.Namespace) -> None:
 def _train_demo(args: argparse.Namespace) -> None:
     from dlrm_nb.model.train import train_demo
 
+    _check_output_file(args.out)
     settings = TrainSettings(
         arch=args.arch,
         seed=args.seed,
@@ -95,33 +207,40 @@ def _train_demo(args: argparse.Namespace) -> None:
     )
 
 
-def _predictor(model: Any, args: argparse.Namespace) -> Any:
-    """The model as a predictor with the precisions, device and compile flag the command got."""
-    from dlrm_nb.model.inference import Predictor
+def _predictor(args: argparse.Namespace, progress: bool = True) -> Any:
+    """The checkpoint as a predictor with the precisions, device, compile flag and converted-model
+    cache the command got."""
+    from dlrm_nb.model.inference import load_predictor
 
-    return Predictor(
-        model,
+    return load_predictor(args.checkpoint, _predictor_settings(args), progress=progress)
+
+
+def _predictor_settings(args: argparse.Namespace) -> PredictorSettings:
+    return PredictorSettings(
         precision=args.precision,
         table_precision=args.table_precision,
         device=args.device,
         compile=args.compile,
+        table_cache=args.table_cache,
+        table_cache_dir=args.table_cache_dir,
     )
 
 
 def _score(args: argparse.Namespace) -> None:
-    from dlrm_nb.data.dataset import open_split
-    from dlrm_nb.fileio import atomic_output
-    from dlrm_nb.model.checkpoint import load_checkpoint
+    from dlrm_nb.data.dataset import open_split, read_counts
+    from dlrm_nb.fileio import save_npy
+    from dlrm_nb.model.checkpoint import check_pair, load_checkpoint
     from dlrm_nb.model.inference import score_split
 
+    _check_output_file(args.out)
     if Path(args.out).exists() and not args.overwrite:
-        raise DlrmNbError(f"{args.out} exists; choose another name or pass --overwrite")
+        raise OutputExistsError(f"{args.out} exists; choose another name or pass --overwrite")
     split = open_split(args.data, args.split)
     model, _ = load_checkpoint(args.checkpoint)
-    predictor = _predictor(model, args)
+    check_pair(model.arch.table_sizes, read_counts(args.data), args.data)  # before any scoring
+    predictor = _predictor(args)
     score = score_split(predictor, split, count=args.count, batch_size=args.batch_size)
-    with atomic_output(args.out) as tmp, open(tmp, "wb") as f:
-        np.save(f, score.predictions)
+    save_npy(args.out, np.asarray(score.predictions))
     auc = float("nan") if score.auc is None else score.auc
     print(f"AUC={100 * auc:.3f}%, pairs={len(score.predictions)}, predictions in {args.out}")
 
@@ -129,6 +248,7 @@ def _score(args: argparse.Namespace) -> None:
 def _synth_checkpoint(args: argparse.Namespace) -> None:
     from dlrm_nb.model.synth_checkpoint import write_synthetic_checkpoint
 
+    _check_output_file(args.out)
     path = write_synthetic_checkpoint(args.out, args.arch, rows=args.rows, seed=args.seed)
     print(
         f"wrote {path} ({path.stat().st_size / 2**30:.2f} GiB, {args.arch}, rows {args.rows or 'published'})"
@@ -148,8 +268,8 @@ def _forward_bench(args: argparse.Namespace) -> None:
     if args.data:  # real inputs: they must fit the tables (a clear error, not an index error)
         check_pair(model.arch.table_sizes, read_counts(args.data), args.data)
         split = open_split(args.data, "test")
-    page_in_s = page_in(model, progress=not args.json)  # memory-mapped tables into RAM, timed apart
-    predictor = _predictor(model, args)
+    predictor = _predictor(args, progress=not args.json)  # converted tables: from the cache
+    page_in_s = page_in(predictor.engine, progress=not args.json)  # mapped tables into RAM, timed apart
     warm_s = predictor.warm_up()
     rates = forward_rates(predictor, args.batch, args.seconds, split)
     rows = [
@@ -181,6 +301,7 @@ def _forward_bench(args: argparse.Namespace) -> None:
 def _benchmark(args: argparse.Namespace):
     from dlrm_nb.loadgen.benchmark import open_benchmark
 
+    _check_output_folder(args.run_dir)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     benchmark = open_benchmark(
@@ -188,6 +309,8 @@ def _benchmark(args: argparse.Namespace):
         args.data,
         precision=args.precision,
         table_precision=args.table_precision,
+        table_cache=args.table_cache,
+        table_cache_dir=args.table_cache_dir,
         device=args.device,
         compile=args.compile,
         aggregation=args.aggregation,
@@ -198,6 +321,22 @@ def _benchmark(args: argparse.Namespace):
     if benchmark.auto is not None:
         print(_auto_line(benchmark.auto))
     return benchmark
+
+
+def _add_table_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """--table-cache and --table-cache-dir: the converted-model cache (dlrm_nb.model.table_cache)."""
+    parser.add_argument(
+        "--table-cache",
+        choices=TABLE_CACHE_MODES,
+        default=_default(PredictorSettings, "table_cache"),
+        help="converted tables written once and memory-mapped at each load: auto (bf16/int8 tables "
+        "over 1 GiB on the CPU), on, off",
+    )
+    parser.add_argument(
+        "--table-cache-dir",
+        default=_default(PredictorSettings, "table_cache_dir"),
+        help="folder of the converted-model cache (default: beside the checkpoint)",
+    )
 
 
 def _auto_line(auto: Any) -> str:
@@ -260,6 +399,11 @@ def _qps_search(args: argparse.Namespace) -> None:
 def _accuracy(args: argparse.Namespace) -> None:
     from dlrm_nb.loadgen.accuracy import evaluate_log
 
+    if (args.aggregation_trace_file is None) != (args.day_23_file is None):
+        raise AccuracyLogError(
+            "--day-23-file and --aggregation-trace-file go together (a log of predictions only); "
+            "give both, or neither for a log of [prediction, label] pairs"
+        )
     result = evaluate_log(args.log, trace=args.aggregation_trace_file, day23_labels=args.day_23_file)
     print(result["line"])
 
@@ -301,8 +445,15 @@ def _params(args: argparse.Namespace) -> None:
     if args.write is None:
         print(parameter_reference(), end="")
         return
+    from dlrm_nb.fileio import write_text
+
     readme = Path(args.write)
-    readme.write_text(with_reference(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    if not readme.is_file():
+        what = "is a folder" if readme.is_dir() else "does not exist"
+        raise DlrmNbError(
+            f"{readme} {what}; give the Markdown file that holds the reference block (docs/parameters.md)"
+        )
+    write_text(readme, with_reference(readme.read_text(encoding="utf-8")))
     print(f"updated the parameter reference in {readme}")
 
 
@@ -322,6 +473,7 @@ def _add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
         default=TABLE_PRECISIONS[0],
         help="embedding tables: int8 is row-wise (a scale per row)",
     )
+    _add_table_cache_arguments(parser)
     parser.add_argument("--device", default=DEVICES[0], help="cpu, cuda or cuda:N")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
@@ -406,8 +558,17 @@ def _add_command(commands: Any, name: str, help: str) -> argparse.ArgumentParser
     return commands.add_parser(name, help=help, formatter_class=_HelpWithDefaults)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors in one line (exit 2), as every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dlrm-nb", description=__doc__)
+    parser = _Parser(
+        prog="dlrm-nb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = _add_command(commands, "synth", help="write synthetic raw Criteo files with a planted signal")
@@ -419,7 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="file layout to write",
     )
     synth.add_argument(
-        "--days", type=int, default=None, help="day files (default: 24 Terabyte, 7 Kaggle splits)"
+        "--days",
+        type=int,
+        default=None,
+        help=f"day files, at most {MAX_DAYS} (default: 24 Terabyte, 7 Kaggle splits)",
     )
     synth.add_argument(
         "--rows-per-day", type=int, default=_default(generate, "rows_per_day"), help="lines per training day"
@@ -429,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=_default(generate, "seed"), help="generator seed (same seed, same bytes)"
     )
     synth.add_argument("--gzip", action="store_true", help="write day_N.gz / train.txt.gz")
+    synth.add_argument("--overwrite", action="store_true", help="replace day files OUT_DIR holds already")
     synth.set_defaults(run=_synth)
 
     prep = _add_command(
@@ -524,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--table-precision", choices=TABLE_PRECISIONS, default=TABLE_PRECISIONS[0], help="embedding tables"
     )
+    _add_table_cache_arguments(score)
     score.add_argument("--device", default=DEVICES[0], help="cpu, cuda or cuda:N")
     score.add_argument("--batch-size", type=int, default=SCORE_BATCH_PAIRS, help="pairs per forward")
     score.add_argument("--compile", action="store_true", help="torch.compile the model first")
@@ -555,6 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
     forward.add_argument(
         "--table-precision", choices=TABLE_PRECISIONS, default=TABLE_PRECISIONS[0], help="embedding tables"
     )
+    _add_table_cache_arguments(forward)
     forward.add_argument(
         "--batch", type=int, nargs="+", default=[SCORE_BATCH_PAIRS], help="pairs per forward"
     )
@@ -638,13 +805,93 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the exit code (see the module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        args.run(args)
-    except DlrmNbError as exc:
-        print(f"dlrm-nb {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    args.argv = argv
+    with _sigterm_raises():
+        try:
+            args.run(args)
+        except BaseException as exc:
+            return _stopped(args, exc)
     return 0
+
+
+def _stopped(args: argparse.Namespace, exc: BaseException) -> int:
+    """Tell why ``args.command`` stopped in one line (a traceback too for our bugs); the exit code."""
+    prefix = f"dlrm-nb {args.command}"
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, and SIGTERM (Terminated)
+        print(f"{prefix}: interrupted; {INTERRUPTED.get(args.command, _NOTHING_WRITTEN)}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    message = _user_error(exc, args)
+    if message is not None:
+        print(f"{prefix}: error: {message}", file=sys.stderr)
+        return 2
+    if not isinstance(exc, Exception):  # SystemExit, GeneratorExit: not ours to answer
+        raise exc
+    traceback.print_exception(exc)
+    print(f"{prefix}: {BUG_LINE}", file=sys.stderr)
+    return 1
+
+
+def _user_error(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """The one-line message of a user error (ours, or the machine refusing the user's files); None
+    for anything else."""
+    if isinstance(exc, DlrmNbError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in {*_DISK_FULL, *_NOT_PERMITTED, *_BAD_PATH}:
+        return _os_error_line(exc, args)
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != "dlrm_nb":
+        return (
+            f"the Python package {exc.name!r} is missing: install the project's environment "
+            "(pip install -e . or environment.yml)"
+        )
+    return None
+
+
+def _os_error_line(exc: OSError, args: argparse.Namespace) -> str:
+    """``cannot write FILE: the disk is full; ...`` or ``permission denied: FILE; ...``."""
+    name = exc.filename if exc.filename is not None else _output_of(args)
+    if exc.errno in _DISK_FULL:
+        return (
+            f"cannot write {name}: {_DISK_FULL[exc.errno]}; free some space (or raise the limit) or write to "
+            "another folder, then rerun"
+        )
+    if exc.errno in _BAD_PATH:
+        return f"{exc.strerror or 'no such file or folder'}: {name}; check the path, then rerun"
+    what = "read-only file system" if exc.errno == errno.EROFS else "permission denied"
+    return f"{what}: {name}; use files and folders you may read and write, then rerun"
+
+
+def _output_of(args: argparse.Namespace) -> str:
+    """Where the command writes, to name when the system did not say which file failed."""
+    for name in ("out", "out_dir", "run_dir", "write"):
+        value = getattr(args, name, None)
+        if value:
+            return f"a file under {value}" if name in ("out_dir", "run_dir") else str(value)
+    return "an output file"
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line as typed, for lock files."""
+    return shlex.join(["dlrm-nb", *args.argv])
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`Terminated` (cleanup as for Ctrl-C)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated()
 
 
 if __name__ == "__main__":

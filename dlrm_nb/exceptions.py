@@ -4,7 +4,13 @@ from __future__ import annotations
 
 
 class DlrmNbError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose: a user error, whose message
+    says what was wrong and what to do; shown as that one line, never as a traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (JupyterLab, papermill's kernels) shows for this error instead of a
+        traceback: the one line ``ErrorClass: message``."""
+        return [f"{type(self).__name__}: {self}"]
 
 
 class InvalidValueError(DlrmNbError):
@@ -66,3 +72,12 @@ class NotebookFailed(DlrmNbError):
 
 class OutputExistsError(DlrmNbError):
     """An output that exists already; nothing the user made is overwritten without asking."""
+
+
+class FolderLockedError(DlrmNbError):
+    """An output folder another live process is writing (its lock file names the process)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception by the command line so that a stop runs the same
+    cleanup as Ctrl-C (temporary files removed, locks released, ``run.json`` updated)."""

@@ -1,5 +1,5 @@
 """The package's layers import only downward: data → model → loadgen → workbook, with the
-top-level helpers (exceptions, fileio, progress) below them all and the CLI above them all."""
+top-level helpers (exceptions, fileio, locks, progress) below them all and the CLI above them all."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dlrm_nb"
 RANKS = {
     "exceptions": 0,
     "fileio": 0,
+    "locks": 0,
     "progress": 0,
     "__init__": 0,
     "data": 1,
@@ -83,7 +84,7 @@ def test_layers_are_folders() -> None:
     for layer in LAYERS:
         assert (PACKAGE / layer / "__init__.py").is_file()
     flat = sorted(p.stem for p in PACKAGE.glob("*.py"))
-    assert flat == ["__init__", "cli", "exceptions", "fileio", "progress"]
+    assert flat == ["__init__", "cli", "exceptions", "fileio", "locks", "progress"]
 
 
 def test_the_architecture_page_lists_every_module() -> None:

@@ -249,7 +249,8 @@ def _refuse_existing(out_dir: Path, names: list[str]) -> None:
         raise OutputExistsError(
             f"{out_dir / existing[0]} already exists"
             + (f" (and {len(existing) - 1} more output files)" if len(existing) > 1 else "")
-            + ": choose another output folder (from Python: generate(..., overwrite=True) replaces them)"
+            + ": choose another output folder, or replace them (dlrm-nb synth --overwrite; "
+            "from Python generate(..., overwrite=True))"
         )
 
 

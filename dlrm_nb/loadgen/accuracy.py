@@ -186,7 +186,15 @@ def read_accuracy_log(
     entries = read_log_entries(path)
     if trace is None:
         values, _ = _decode_entries(path, entries, per_pair=2)
-        return values[0::2].copy(), values[1::2].copy(), len(entries)
+        labels = values[1::2]
+        odd = (labels != 0) & (labels != 1)
+        if odd.any():
+            raise AccuracyLogError(
+                f"accuracy log {path}: {int(odd.sum()):,} values where labels belong are not 0 or 1 "
+                f"(the first: {labels[odd][0].item()!r}); it looks like a log of predictions only: give "
+                "trace and day23_labels (dlrm-nb accuracy: --aggregation-trace-file and --day-23-file)"
+            )
+        return values[0::2].copy(), labels.copy(), len(entries)
     assert day23_labels is not None  # given with trace (checked above)
     predictions, pairs = _decode_entries(path, entries, per_pair=1)
     rows = _trace_rows(path, _as_trace(trace), entries, pairs)

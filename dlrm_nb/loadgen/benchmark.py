@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,14 @@ from dlrm_nb.loadgen.runner import run_loadgen
 from dlrm_nb.loadgen.settings import LoadgenSettings, usable_cores
 from dlrm_nb.model.auto import AUTO, AutoChoice
 from dlrm_nb.model.checkpoint import check_pair
-from dlrm_nb.model.inference import Predictor, check_precision_device
-from dlrm_nb.model.settings import check_table_precision
+from dlrm_nb.model.inference import (
+    Predictor,
+    PredictorSettings,
+    check_precision_device,
+    load_predictor,
+    tables_for,
+)
+from dlrm_nb.model.settings import check_table_cache, check_table_precision
 
 
 @dataclass(frozen=True)
@@ -33,19 +39,25 @@ class BenchmarkSource:
     device: str
     compile: bool
     threads: int  # torch intra-op threads
+    table_cache: str = "auto"  # see dlrm_nb.model.settings.TABLE_CACHE_MODES
+    table_cache_dir: str = ""
 
-    def predictor(self) -> Predictor:
-        """The checkpoint (memory-mapped) as a predictor at this precision on this device."""
-        from dlrm_nb.model.checkpoint import load_checkpoint
-
-        model, _ = load_checkpoint(self.checkpoint)
-        return Predictor(
-            model,
+    @property
+    def settings(self) -> PredictorSettings:
+        return PredictorSettings(
             precision=self.precision,
             table_precision=self.table_precision,
             device=self.device,
             compile=self.compile,
+            table_cache=self.table_cache,
+            table_cache_dir=self.table_cache_dir,
         )
+
+    def predictor(self) -> Predictor:
+        """The checkpoint (memory-mapped) as a predictor at this precision on this device; its
+        tables mapped from the converted-model cache when it serves them (made by
+        :func:`open_benchmark`, so every LoadGen process maps the same entry)."""
+        return load_predictor(self.checkpoint, self.settings, progress=False)
 
 
 @dataclass
@@ -130,11 +142,14 @@ def open_benchmark(
     seed: int = 123,
     max_pairs_in_split: int | None = None,
     trace_path: str | os.PathLike | None = None,
+    table_cache: str = "auto",
+    table_cache_dir: str = "",
 ) -> Benchmark:
     """Load a checkpoint and a prepared folder, check they fit, build the aggregation trace.
 
     ``max_pairs_in_split`` uses only the first pairs of the split (short runs on big data).
-    With ``trace_path`` the trace is also written there in upstream's format.
+    With ``trace_path`` the trace is also written there in upstream's format. When
+    ``table_cache`` serves the tables, the cache entry is made here, once, with progress.
     """
     from dlrm_nb.data.dataset import open_split, read_counts
     from dlrm_nb.loadgen.aggregation import make_trace, write_trace
@@ -159,19 +174,23 @@ def open_benchmark(
     # fail here, not in the first LoadGen process
     check_precision_device("fp32" if precision == AUTO else precision, device)
     check_table_precision(table_precision)
+    check_table_cache(table_cache)
+    source = BenchmarkSource(
+        str(checkpoint),
+        str(data_dir),
+        precision,
+        table_precision,
+        device,
+        compile,
+        threads,
+        table_cache,
+        table_cache_dir,
+    )
+    tables_for(checkpoint, model, source.settings)  # the cache entry, made once before any run
     auto = None
     if precision == AUTO:  # measured here, once, before any LoadGen process starts
         from dlrm_nb.model.auto import choose_precision
 
-        auto = choose_precision(
-            lambda: load_checkpoint(checkpoint)[0],
-            split,
-            device=device,
-            table_precision=table_precision,
-            compile=compile,
-        )
-        precision = auto.chosen
-    source = BenchmarkSource(
-        str(checkpoint), str(data_dir), precision, table_precision, device, compile, threads
-    )
+        auto = choose_precision(checkpoint, split, source.settings)
+        source = replace(source, precision=auto.chosen)
     return Benchmark(split, trace, source, auto)

@@ -10,9 +10,12 @@ while on AVX2 alone bf16 is slower, so the choice is measured, never assumed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from dlrm_nb.model.settings import PredictorSettings
 
 #: The precision value that asks for the measured choice.
 AUTO = "auto"
@@ -80,12 +83,10 @@ def candidate_precisions(device: str) -> tuple[str, ...]:
 
 
 def choose_precision(
-    load_model: Callable[[], Any],
+    checkpoint: str | os.PathLike,
     split: Any,
+    settings: PredictorSettings,
     *,
-    device: str = "cpu",
-    table_precision: str = "fp32",
-    compile: bool = False,
     pairs: int = AUTO_PAIRS,
     batch_size: int = AUTO_BATCH,
     seconds: float = AUTO_SECONDS,
@@ -93,22 +94,21 @@ def choose_precision(
 ) -> AutoChoice:
     """Measure each candidate precision and pick the fastest that passes 99.9% of fp32's AUC.
 
-    ``load_model()`` returns a fresh :class:`~dlrm_nb.model.dlrm.DLRM` each call (a precision
-    may change the model it is given; checkpoints are memory-mapped, so loading is cheap).
-    ``split`` is the test split (a :class:`~dlrm_nb.data.dataset.CriteoSplit`); its first
-    ``pairs`` pairs are scored. fp32 is always measured first: it is the reference.
+    Each candidate is ``checkpoint`` loaded by :func:`~dlrm_nb.model.inference.load_predictor`
+    with ``settings`` at that precision (the same table precision, device, compile flag and
+    converted-model cache for all; ``settings.precision`` itself is not used). ``split`` is the
+    test split (a :class:`~dlrm_nb.data.dataset.CriteoSplit`); its first ``pairs`` pairs are
+    scored. fp32 is always measured first: it is the reference.
     """
-    from dlrm_nb.model.inference import Predictor, accuracy_rule, forward_rates, score_split
+    from dlrm_nb.model.inference import accuracy_rule, forward_rates, load_predictor, score_split
 
-    names = list(candidates or candidate_precisions(device))
+    names = list(candidates or candidate_precisions(settings.device))
     names = ["fp32", *[name for name in names if name != "fp32"]]
     count = min(pairs, len(split))
     measured: list[Candidate] = []
     reference_auc: float | None = None
     for precision in names:
-        predictor = Predictor(
-            load_model(), precision=precision, table_precision=table_precision, device=device, compile=compile
-        )
+        predictor = load_predictor(checkpoint, replace(settings, precision=precision), progress=False)
         auc = score_split(predictor, split, count=count, progress=False).auc
         if precision == "fp32":
             reference_auc = auc
@@ -120,4 +120,4 @@ def choose_precision(
         measured.append(Candidate(precision, round(rate, 1), auc, passes))
         del predictor
     chosen = max((c for c in measured if c.passes), key=lambda c: c.pairs_per_s)
-    return AutoChoice(chosen.precision, tuple(measured), table_precision, count, batch_size)
+    return AutoChoice(chosen.precision, tuple(measured), settings.table_precision, count, batch_size)

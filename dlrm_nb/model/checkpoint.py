@@ -4,14 +4,17 @@ Upstream files (``tb00_40M.pt``, ``tb0875_10M.pt``, what ``dlrm_s_pytorch.py`` w
 ``torch.save``'d dict with ``state_dict`` and training metadata holding numpy scalars; a bare
 ``state_dict`` is accepted too. Loading never runs code from the file: ``torch.load`` with
 ``weights_only=True`` and exactly the numpy types such files need allowed. Zip-format files are
-memory-mapped (a 96 GB checkpoint loads in a few hundred MB of RAM); old-format files are
-converted once, beside the original, to a format that maps.
+memory-mapped (a 96 GB checkpoint loads in a few hundred MB of RAM); old-format files (a pickle
+that starts with torch's magic number) are converted once, beside the original, to a format that
+maps. Anything else (a truncated file, a zip that is not a checkpoint, another kind of file) is
+refused with one message naming the file, before anything is converted or written.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import struct
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlrm_nb.exceptions import CheckpointError, DlrmNbError
+from dlrm_nb.exceptions import CheckpointError
 from dlrm_nb.fileio import atomic_output
 from dlrm_nb.model.dlrm import DLRM, DlrmArch
 
@@ -38,6 +41,10 @@ SAFE_GLOBALS = [
     np.dtypes.Int32DType,
 ]
 CONVERTED_SUFFIX = ".mmap.pt"
+#: torch's old (non-zip) format: a pickle (protocol byte 0x80) whose first object is this number.
+_LEGACY_MAGIC = b"\x8a\x0a" + torch.serialization.MAGIC_NUMBER.to_bytes(10, "little")
+_ZIP_LOCAL_HEADER = b"PK\x03\x04"
+_NOT_READABLE = "is not a readable torch checkpoint"
 
 
 def load_state_dict(path: str | os.PathLike, *, mmap: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
@@ -45,22 +52,67 @@ def load_state_dict(path: str | os.PathLike, *, mmap: bool = True) -> tuple[dict
 
     Returns ``(state_dict, metadata)``: metadata holds the other top-level entries of an
     upstream checkpoint (numpy scalars as Python numbers), empty for a bare state_dict.
+    Raises :class:`CheckpointError` naming the file when it is not a torch checkpoint.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if mmap and not zipfile.is_zipfile(path):
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {path} {what}; give a .pt file")
+    if file_format(path) == "legacy" and mmap:
         path = _converted_to_zip(path)
+    return _split(path, _torch_load(path, mmap=mmap))
+
+
+def file_format(path: Path) -> str:
+    """``"zip"`` (torch's format) or ``"legacy"`` (torch's old format); anything else raises
+    :class:`CheckpointError` saying what the file looks like."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if zipfile.is_zipfile(path):
+        _check_torch_zip(path)
+        return "zip"
+    if head.startswith(_ZIP_LOCAL_HEADER):
+        raise CheckpointError(
+            f"{path} {_NOT_READABLE}: it starts like torch's zip format but its end is missing "
+            "(truncated: an interrupted download or copy?); copy it again"
+        )
+    if head[:1] == b"\x80" and _LEGACY_MAGIC in head[:32]:
+        return "legacy"
+    what = "it is empty" if not head else "it is neither torch's zip format nor its old format"
+    raise CheckpointError(
+        f"{path} {_NOT_READABLE}: {what} (truncated, or a file of another kind); give a file torch.save wrote"
+    )
+
+
+def _check_torch_zip(path: Path) -> None:
+    """A zip file torch.save wrote holds ``<name>/data.pkl``."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} {_NOT_READABLE}: a damaged zip file ({exc})") from None
+    if not any(name.endswith("/data.pkl") for name in names):
+        raise CheckpointError(
+            f"{path} {_NOT_READABLE}: it is a zip file, but not one torch.save wrote (it has no data.pkl)"
+        )
+
+
+def _torch_load(path: Path, *, mmap: bool) -> Any:
+    """``torch.load`` of tensors and the numpy scalars upstream checkpoints carry, nothing else;
+    a file that does not load is one CheckpointError naming it."""
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise CheckpointError(f"{path} {_NOT_READABLE} (truncated?): {_first_line(exc)}") from None
         raise CheckpointError(
             f"refused to load {path}: it holds objects other than tensors and the numpy scalars "
             f"upstream checkpoints carry, and unpickling them could run code ({_first_line(exc)}). "
             "Only load checkpoints from sources you trust, converted to plain tensors."
         ) from None
-    return _split(path, obj)
+    except (RuntimeError, EOFError, ValueError, KeyError, zipfile.BadZipFile, struct.error) as exc:
+        raise CheckpointError(f"{path} {_NOT_READABLE} (truncated or damaged?): {_first_line(exc)}") from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -89,7 +141,9 @@ def _plain(value: Any) -> Any:
 
 
 def _converted_to_zip(path: Path) -> Path:
-    """Old (non-zip) torch files cannot be memory-mapped: convert once, beside the original."""
+    """Old (non-zip) torch files cannot be memory-mapped: convert once, beside the original
+    (written under a temporary name and renamed when complete; a file that does not load is
+    refused before anything is written)."""
     target = path.with_name(path.name + CONVERTED_SUFFIX)
     if target.exists() and target.stat().st_mtime >= path.stat().st_mtime:
         return target
@@ -98,11 +152,7 @@ def _converted_to_zip(path: Path) -> Path:
         f"{target} (this reads the whole file into memory one time)",
         file=sys.stderr,
     )
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"refused to load {path}: {_first_line(exc)}") from None
+    obj = _torch_load(path, mmap=False)
     with atomic_output(target) as tmp:
         torch.save(obj, tmp)
     return target
@@ -199,10 +249,16 @@ def save_checkpoint(
 
 
 def check_pair(table_sizes: Sequence[int], counts: np.ndarray, data_dir: str | os.PathLike) -> None:
-    """Every id the data holds must have a row in the model's table (ranks < counts[j])."""
+    """Every id the data holds must have a row in the model's table (ranks < counts[j]); the
+    error names the first table that is too small."""
+    if len(table_sizes) != len(counts):
+        raise CheckpointError(
+            f"the checkpoint does not fit {data_dir}: it has {len(table_sizes)} embedding tables, "
+            f"the data {len(counts)} categorical features"
+        )
     for j, (rows, count) in enumerate(zip(table_sizes, counts, strict=True)):
         if count > rows:
-            raise DlrmNbError(
+            raise CheckpointError(
                 f"the checkpoint does not fit {data_dir}: feature C{j + 1} has {int(count):,} distinct "
                 "values "
                 f"but embedding table {j} only {int(rows):,} rows (was the data prepared with another "

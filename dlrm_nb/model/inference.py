@@ -22,6 +22,7 @@ from dlrm_nb.model.dlrm import DLRM
 from dlrm_nb.model.engine import InferenceEngine, PackedTables
 from dlrm_nb.model.settings import (
     SCORE_BATCH_PAIRS,
+    PredictorSettings,
     check_device_name,
     check_precision,
     check_table_precision,
@@ -57,41 +58,33 @@ def check_precision_device(precision: str, device: str) -> torch.device:
     return resolve_device(device)
 
 
-@dataclass(frozen=True)
-class PredictorSettings:
-    """How a checkpoint is run: what every command and notebook step passes to :func:`load_predictor`."""
-
-    precision: str = "fp32"
-    table_precision: str = "fp32"
-    device: str = "cpu"
-    compile: bool = False
-    table_cache: str = "auto"  # see dlrm_nb.model.settings.TABLE_CACHE_MODES
-    table_cache_dir: str = ""  # empty: beside the checkpoint
-
-
 def load_predictor(
     checkpoint: str | os.PathLike, settings: PredictorSettings, *, progress: Progress = True
 ) -> Predictor:
     """The checkpoint, memory-mapped, as a :class:`Predictor`; its tables from the converted-model
     cache when ``settings.table_cache`` asks for it (made on the first load, with progress)."""
     model, _ = load_checkpoint(checkpoint)
-    tables = None
-    if wants_cache(settings.table_cache, settings.table_precision, settings.device, model):
-        tables = cached_tables(
-            checkpoint,
-            model,
-            settings.table_precision,
-            cache_dir=settings.table_cache_dir or None,
-            progress=progress,
-        ).tables
     return Predictor(
         model,
         precision=settings.precision,
         table_precision=settings.table_precision,
         device=settings.device,
         compile=settings.compile,
-        tables=tables,
+        tables=tables_for(checkpoint, model, settings, progress=progress),
     )
+
+
+def tables_for(
+    checkpoint: str | os.PathLike, model: DLRM, settings: PredictorSettings, *, progress: Progress = True
+) -> PackedTables | None:
+    """The model's tables from the converted-model cache (made now if missing or stale) when
+    ``settings`` ask for the cache; None when they are converted at load instead."""
+    if not wants_cache(settings.table_cache, settings.table_precision, settings.device, model):
+        return None
+    cache_dir = settings.table_cache_dir or None
+    return cached_tables(
+        checkpoint, model, settings.table_precision, cache_dir=cache_dir, progress=progress
+    ).tables
 
 
 class Predictor:

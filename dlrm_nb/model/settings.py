@@ -61,6 +61,19 @@ def check_table_cache(mode: str) -> str:
 
 
 @dataclass(frozen=True)
+class PredictorSettings:
+    """How a checkpoint is run: what every command and notebook step passes to
+    :func:`dlrm_nb.model.inference.load_predictor`."""
+
+    precision: str = "fp32"
+    table_precision: str = "fp32"
+    device: str = "cpu"
+    compile: bool = False
+    table_cache: str = "auto"  # one of TABLE_CACHE_MODES
+    table_cache_dir: str = ""  # empty: beside the checkpoint
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     """How the demo model is trained; the same settings and seed give the same checkpoint."""
 

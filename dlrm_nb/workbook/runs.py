@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.exceptions import DlrmNbError, ParameterError
 from dlrm_nb.fileio import write_json
 
 # the names inside LoadGen runs, re-exported (``X as X``) as part of this layout
@@ -66,9 +67,32 @@ def results_root(start: str | os.PathLike | None = None) -> Path:
     return Path(__file__).resolve().parents[2] / "results"
 
 
+#: What a run id may hold: it names one folder directly inside ``results/``.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+RUN_ID_RULE = "a run id is a single folder name of letters, digits, '-', '_' and '.' (not '.' or '..')"
+
+
 def new_run_id(prefix: str = "run") -> str:
-    """``<prefix>-YYYYmmdd-HHMMSS`` (local time)."""
+    """``<prefix>-YYYYmmdd-HHMMSS`` (local time); characters a run id may not hold become ``-``."""
+    prefix = re.sub(r"[^A-Za-z0-9_.-]", "-", prefix).strip(".") or "run"
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it is a single folder name (:data:`RUN_ID_RULE`); raises ParameterError."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id) or run_id in (".", ".."):
+        raise ParameterError(f"run id {run_id!r} is not valid: {RUN_ID_RULE}")
+    return run_id
+
+
+def run_dir_in(root: str | os.PathLike, run_id: str) -> Path:
+    """The folder of run ``run_id`` in the results folder ``root``, resolved; it always lies
+    directly inside ``root`` (checked after resolving, so no link or name leads elsewhere)."""
+    root = Path(root).expanduser().resolve()
+    path = (root / check_run_id(run_id)).resolve()
+    if path.parent != root:
+        raise ParameterError(f"run id {run_id!r} leads to {path}, outside {root}: {RUN_ID_RULE}")
+    return path
 
 
 def create_run_dir(run_dir: str | os.PathLike) -> Path:
@@ -101,12 +125,15 @@ def _started(run: Path) -> float:
 def open_run_dir(run_dir: str, *, create: bool = False) -> Path:
     """The run folder a notebook works in.
 
-    ``run_dir`` given: that folder (made if ``create``, else it must exist). ``""``: a new
-    ``results/nb-<time>`` folder if ``create`` (01_prepare_data run alone), else the newest run
-    under ``results/`` (the other notebooks, run alone in JupyterLab after 01).
+    ``run_dir`` given: that folder (made if ``create``, else it must exist); a bare name is a
+    run id, the folder ``results/<run_id>``. ``""``: a new ``results/nb-<time>`` folder if
+    ``create`` (01_prepare_data run alone), else the newest run under ``results/`` (the other
+    notebooks, run alone in JupyterLab after 01).
     """
     if run_dir:
-        path = Path(run_dir).expanduser().resolve()
+        path = _run_path(run_dir)
+        if path.exists() and not path.is_dir():
+            raise DlrmNbError(f"run_dir {run_dir!r} is a file, not a folder; give a results/<run-id> folder")
         if create:
             path.mkdir(parents=True, exist_ok=True)
         elif not path.is_dir():
@@ -120,6 +147,13 @@ def open_run_dir(run_dir: str, *, create: bool = False) -> Path:
             f"run_dir is '' and {results_root()} holds no run yet; run 01_prepare_data first or set run_dir"
         )
     return runs[-1]
+
+
+def _run_path(run_dir: str) -> Path:
+    """A path (it holds a separator or ``~``) as it is; a bare name as a run id in ``results/``."""
+    if os.sep in run_dir or (os.altsep and os.altsep in run_dir) or run_dir.startswith("~"):
+        return Path(run_dir).expanduser().resolve()
+    return run_dir_in(results_root(), run_dir)
 
 
 def write_record(run_dir: str | os.PathLike, name: str, record: dict[str, Any]) -> Path:

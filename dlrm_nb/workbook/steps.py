@@ -16,19 +16,24 @@ import torch
 from dlrm_nb.data.criteo import DATASETS
 from dlrm_nb.data.dataset import open_split, read_counts
 from dlrm_nb.data.manifest import MANIFEST_NAME
-from dlrm_nb.exceptions import DlrmNbError
+from dlrm_nb.exceptions import DlrmNbError, OutputExistsError
 from dlrm_nb.loadgen.benchmark import Benchmark, open_benchmark
 from dlrm_nb.loadgen.qps_search import run_qps_search
 from dlrm_nb.loadgen.runner import metrics_line
 from dlrm_nb.loadgen.settings import LoadgenSettings, requested_instances
+from dlrm_nb.locks import folder_lock
 from dlrm_nb.model.auto import AUTO, AutoChoice
 from dlrm_nb.model.checkpoint import check_pair
+from dlrm_nb.model.dlrm import DLRM
+from dlrm_nb.model.settings import PredictorSettings
 from dlrm_nb.progress import progress_bar
 from dlrm_nb.workbook.params import (
     AccuracyParameters,
     LoadModelParameters,
     PrepareDataParameters,
     RunScenariosParameters,
+    check_free_space,
+    prepare_data_bytes,
 )
 from dlrm_nb.workbook.runs import (
     DATA_RECORD,
@@ -54,19 +59,21 @@ def prepare_data(params: PrepareDataParameters) -> Path:
     ``synthetic``: raw day files with a planted signal into ``<run>/raw``, then prepared;
     ``raw``: the raw files in ``raw_dir`` prepared; ``prepared``: an existing prepared folder.
     Prepared output goes to ``prepared_dir`` (default ``<run>/prepared``); preparing is resumable.
+    The prepared folder is locked while this writes it (one writer per folder).
     """
     run = open_run_dir(params.run_dir, create=True)
     record: dict[str, Any] = {"run_dir": str(run), "source": params.data_source, "dataset": params.dataset}
     if params.data_source == "prepared":
         prepared = Path(params.prepared_dir).resolve()
     else:
-        raw = (
-            _synthesize(params, run / "raw", record)
-            if params.data_source == "synthetic"
-            else Path(params.raw_dir).resolve()
-        )
         prepared = Path(params.prepared_dir).resolve() if params.prepared_dir else run / "prepared"
-        _prepare(params, raw, prepared)
+        with folder_lock(prepared, f"01_prepare_data (run folder {run})"):
+            raw = (
+                _synthesize(params, run / "raw", record)
+                if params.data_source == "synthetic"
+                else Path(params.raw_dir).resolve()
+            )
+            _prepare(params, raw, prepared)
         record["raw_dir"] = str(raw)
     record.update(_describe_prepared(prepared, params))
     write_record(run, DATA_RECORD, record)
@@ -92,7 +99,14 @@ def _synthesize(params: PrepareDataParameters, raw: Path, record: dict[str, Any]
                 f"{raw} already holds synthetic data made with {made}, not {arguments}; use a new run folder"
             )
     else:
-        sidecar = generate(raw, progress=params.progress, **arguments)
+        check_free_space(raw, prepare_data_bytes(params), "01_prepare_data (synthetic data, prepared)")
+        try:
+            sidecar = generate(raw, progress=params.progress, **arguments)
+        except OutputExistsError:  # the sidecar comes last: an interrupted generation
+            raise OutputExistsError(
+                f"{raw} holds raw files but no {SIDECAR_NAME} (an interrupted generation, or files of "
+                f"yours): delete {raw} to make them again, or use a new run folder"
+            ) from None
     record["synthetic"] = {"arguments": arguments, "oracle_auc": sidecar["oracle_auc"], "ctr": sidecar["ctr"]}
     return raw
 
@@ -167,6 +181,7 @@ def load_model(params: LoadModelParameters) -> Path:
         record["training"] = _train_demo(params, Path(data["prepared_dir"]), checkpoint, run)
     model, _ = load_checkpoint(checkpoint)
     check_pair(model.arch.table_sizes, read_counts(data["prepared_dir"]), data["prepared_dir"])
+    table_cache = _make_table_cache(params, checkpoint, model)
     auto = _choose_precision(params, checkpoint, data) if params.precision == AUTO else None
     precision = auto.chosen if auto else params.precision
     record.update(
@@ -179,6 +194,7 @@ def load_model(params: LoadModelParameters) -> Path:
         mflop_per_pair=round(model.arch.flops_per_pair / 1e6, 3),
         precision=precision,
         table_precision=params.table_precision,
+        table_cache=table_cache,
         precision_auto=auto.record() if auto else None,
         device=params.device,
         compile=params.compile,
@@ -186,7 +202,7 @@ def load_model(params: LoadModelParameters) -> Path:
         aggregation_size=params.aggregation_size,
         max_pairs_in_split=params.max_pairs_in_split or None,
         max_pairs=params.max_pairs,
-        score=_score(params, precision, model, data, auto),
+        score=_score(params, precision, checkpoint, data, auto),
     )
     write_record(run, MODEL_RECORD, record)
     return run
@@ -213,24 +229,54 @@ def _train_demo(params: LoadModelParameters, prepared: Path, checkpoint: Path, r
     return train_demo(prepared, checkpoint, settings, progress=params.progress)
 
 
+def _predictor_settings(params: LoadModelParameters, precision: str = "fp32") -> PredictorSettings:
+    return PredictorSettings(
+        precision=precision,
+        table_precision=params.table_precision,
+        device=params.device,
+        compile=params.compile,
+        table_cache=params.table_cache,
+        table_cache_dir=params.table_cache_dir,
+    )
+
+
+def _make_table_cache(params: LoadModelParameters, checkpoint: Path, model: DLRM) -> dict[str, Any]:
+    """The converted-model cache's entry for this table precision, made now when the settings ask
+    for it (with progress), so later loads (auto's candidates, every LoadGen process) map it."""
+    from dlrm_nb.model.table_cache import cached_tables, wants_cache
+
+    record: dict[str, Any] = {"mode": params.table_cache, "entry": None}
+    if wants_cache(params.table_cache, params.table_precision, params.device, model):
+        cached = cached_tables(
+            checkpoint,
+            model,
+            params.table_precision,
+            cache_dir=params.table_cache_dir or None,
+            progress=params.progress,
+        )
+        record.update(entry=str(cached.folder), reused=cached.reused, seconds=round(cached.seconds, 2))
+    return record
+
+
 def _choose_precision(params: LoadModelParameters, checkpoint: Path, data: dict[str, Any]) -> AutoChoice:
     """``precision: auto``: each candidate timed at ``max_pairs`` and scored on ``score_pairs``."""
     from dlrm_nb.model.auto import AUTO_PAIRS, choose_precision
-    from dlrm_nb.model.checkpoint import load_checkpoint
 
     return choose_precision(
-        lambda: load_checkpoint(checkpoint)[0],
+        checkpoint,
         open_split(data["prepared_dir"], "test"),
-        device=params.device,
-        table_precision=params.table_precision,
-        compile=params.compile,
+        _predictor_settings(params),
         pairs=params.score_pairs or AUTO_PAIRS,
         batch_size=params.max_pairs,
     )
 
 
 def _score(
-    params: LoadModelParameters, precision: str, model, data: dict[str, Any], auto: AutoChoice | None
+    params: LoadModelParameters,
+    precision: str,
+    checkpoint: Path,
+    data: dict[str, Any],
+    auto: AutoChoice | None,
 ) -> dict[str, Any] | None:
     """AUC of the first ``score_pairs`` test pairs straight from the model (no LoadGen); with
     ``precision: auto`` the chosen candidate has scored exactly those pairs already."""
@@ -240,17 +286,11 @@ def _score(
     if auto is not None:
         chosen = next(c for c in auto.candidates if c.precision == auto.chosen)
         return {"pairs": auto.pairs, "auc": chosen.auc, "oracle_auc": oracle}
-    from dlrm_nb.model.inference import Predictor, score_split
+    from dlrm_nb.model.inference import load_predictor, score_split
 
     split = open_split(data["prepared_dir"], "test")
     count = min(params.score_pairs, len(split))
-    predictor = Predictor(
-        model,
-        precision=precision,
-        table_precision=params.table_precision,
-        device=params.device,
-        compile=params.compile,
-    )
+    predictor = load_predictor(checkpoint, _predictor_settings(params, precision), progress=params.progress)
     score = score_split(predictor, split, count=count, progress=params.progress)
     return {"pairs": count, "auc": score.auc, "oracle_auc": oracle}
 
@@ -259,8 +299,7 @@ def measure_model_throughput(params: LoadModelParameters) -> Path:
     """Model-only pairs/s for each precision in ``throughput_precisions`` and batch size in
     ``throughput_batch_sizes`` (the forward alone, test-split inputs) into ``model_throughput.json``;
     return the run folder."""
-    from dlrm_nb.model.checkpoint import load_checkpoint
-    from dlrm_nb.model.inference import Predictor, forward_rates
+    from dlrm_nb.model.inference import forward_rates, load_predictor
 
     run = open_run_dir(params.run_dir)
     model_record = read_record(run, MODEL_RECORD, made_by="02_load_model (its first cells)")
@@ -269,17 +308,14 @@ def measure_model_throughput(params: LoadModelParameters) -> Path:
     if params.throughput_seconds > 0:
         split = open_split(data["prepared_dir"], "test")
         for precision in params.throughput_precisions:
-            model, _ = load_checkpoint(model_record["checkpoint"])
-            predictor = Predictor(
-                model,
-                precision=precision,
+            settings = replace(
+                _predictor_settings(params, precision),
                 table_precision=model_record.get("table_precision", "fp32"),
-                device=params.device,
-                compile=params.compile,
             )
+            predictor = load_predictor(model_record["checkpoint"], settings, progress=params.progress)
             rates = forward_rates(predictor, params.throughput_batch_sizes, params.throughput_seconds, split)
             rows += [{"precision": precision, "batch_size": b, "pairs_per_s": r} for b, r in rates.items()]
-            del model, predictor  # one copy of the model on the device at a time
+            del predictor  # one copy of the model on the device at a time
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     record = {
@@ -304,6 +340,8 @@ def open_run_benchmark(run: Path) -> Benchmark:
         data["prepared_dir"],
         precision=model["precision"],
         table_precision=model.get("table_precision", "fp32"),
+        table_cache=(model.get("table_cache") or {}).get("mode", "auto"),
+        table_cache_dir=_cache_dir(model),
         device=model["device"],
         compile=model["compile"],
         aggregation=model["aggregation"],
@@ -311,6 +349,12 @@ def open_run_benchmark(run: Path) -> Benchmark:
         max_pairs_in_split=model["max_pairs_in_split"],
         trace_path=run / TRACE_NAME,
     )
+
+
+def _cache_dir(model: dict[str, Any]) -> str:
+    """The cache folder model.json's entry lies in ("" when none was made, or beside the checkpoint)."""
+    entry = (model.get("table_cache") or {}).get("entry")
+    return str(Path(entry).parent.parent) if entry else ""
 
 
 def run_scenarios(params: RunScenariosParameters) -> Path:

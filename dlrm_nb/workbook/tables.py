@@ -13,6 +13,10 @@ from dlrm_nb.workbook.params import PIPELINE_PARAMETERS
 from dlrm_nb.workbook.runs import LoadedRun
 
 PERCENTILES = ("p50", "p90", "p99", "p99.9")
+NO_RUN_RECORD = (
+    "No run.json: this run was made notebook by notebook, not by dlrm-nb run "
+    "(which records the system and the parameters)."
+)
 
 
 def ms_from_ns(ns: float | None) -> float | None:
@@ -133,6 +137,7 @@ def model_table(run: LoadedRun) -> Table | Note:
         ["MFLOP per pair", model.get("mflop_per_pair")],
         ["precision / device / compiled", f"{model['precision']} / {model['device']} / {model['compile']}"],
         ["table precision", model.get("table_precision", "fp32")],
+        ["converted-model cache", _table_cache(model.get("table_cache") or {})],
         ["aggregation (pairs per sample)", f"{model['aggregation']} ({model['aggregation_size']} if fixed)"],
         ["max pairs per forward", model.get("max_pairs")],
     ]
@@ -179,7 +184,7 @@ def system_table(run: LoadedRun) -> Table | Note:
     """Machine and versions from ``run.json`` (pipeline runs)."""
     record = run.record
     if not record:
-        return Note("No run.json (this folder was not made by `dlrm-nb run`).")
+        return Note(NO_RUN_RECORD)
     machine, versions, git = record["machine"], record["versions"], record["git"]
     memory = machine.get("memory_bytes")
     gpus = (
@@ -205,7 +210,7 @@ def parameters_table(run: LoadedRun) -> Table | Note:
     """The parameters each notebook ran with (``run.json``)."""
     record = run.record
     if not record:
-        return Note("No run.json (this folder was not made by `dlrm-nb run`).")
+        return Note(NO_RUN_RECORD)
     rows = [
         [notebook, name, value]
         for notebook, values in record["parameters"].items()
@@ -256,3 +261,12 @@ def headline(run: LoadedRun) -> Table:
         passed = [name for name, t in acc["targets"].items() if t["passed"]]
         rows.append(["AUC", f"{100 * acc['auc']:.3f}% (passes: {', '.join(passed) or 'none'})"])
     return Table(["", ""], rows, "Headline")
+
+
+def _table_cache(cache: dict[str, Any]) -> str:
+    """The cache mode and, when an entry serves the tables, where it lies and whether it was made now."""
+    mode = cache.get("mode", "auto")
+    if not cache.get("entry"):
+        return f"{mode}: not used (tables converted at load)"
+    made = "reused" if cache.get("reused") else f"made in {cache.get('seconds', 0):.1f} s"
+    return f"{mode}: {cache['entry']} ({made})"

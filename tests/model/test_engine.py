@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import synthetic_prepared
@@ -13,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from dlrm_nb.data.criteo import N_CAT, N_DENSE
 from dlrm_nb.data.dataset import open_split
 from dlrm_nb.exceptions import DlrmNbError, InvalidValueError
+from dlrm_nb.model.auto import choose_precision
 from dlrm_nb.model.checkpoint import load_checkpoint
 from dlrm_nb.model.dlrm import DLRM, preset
 from dlrm_nb.model.engine import (
@@ -22,7 +24,7 @@ from dlrm_nb.model.engine import (
     fuse_rows,
     quantize_rows,
 )
-from dlrm_nb.model.inference import CPU_BUCKETS, Predictor, accuracy_rule, predict_split
+from dlrm_nb.model.inference import CPU_BUCKETS, Predictor, PredictorSettings, accuracy_rule, predict_split
 from dlrm_nb.model.settings import PRECISIONS, TABLE_PRECISIONS
 from dlrm_nb.model.train import TrainSettings, train_demo
 
@@ -240,3 +242,35 @@ def test_compiled_predictor_matches_eager(precision: str, tables: str) -> None:
     tolerance = 1e-6 if precision == "fp32" else 2e-2
     torch.testing.assert_close(predictor.predict(dense, ids), eager, rtol=0, atol=tolerance)
     assert set(seen) <= set(predictor.buckets)
+
+
+def test_auto_picks_the_fastest_passing_candidate_and_records_every_one(demo) -> None:
+    prep, path = demo
+    test = open_split(prep, "test")
+    settings = PredictorSettings(table_precision="int8")
+    choice = choose_precision(path, test, settings, pairs=2000, batch_size=256, seconds=0.2)
+    assert [c.precision for c in choice.candidates] == ["fp32", "bf16", "int8"]  # fp32 first: the reference
+    assert (choice.table_precision, choice.pairs, choice.batch_size) == ("int8", 2000, 256)
+    model, _ = load_checkpoint(path)
+    for candidate in choice.candidates:  # each AUC is that precision's on exactly the first 2000 pairs
+        predictor = Predictor(model, precision=candidate.precision, table_precision="int8")
+        scores = predict_split(predictor, test, count=2000, progress=False)
+        assert candidate.auc == pytest.approx(roc_auc_score(test.labels()[:2000], scores), abs=1e-12)
+        assert candidate.passes and candidate.pairs_per_s > 0
+    assert choice.chosen == max(choice.candidates, key=lambda c: c.pairs_per_s).precision
+    record = choice.record()
+    assert record["chosen"] == choice.chosen and len(record["candidates"]) == 3
+    assert record["target"] == "99.9%"
+
+
+def test_auto_keeps_fp32_when_no_candidate_can_be_judged(demo) -> None:
+    prep, path = demo
+    test = open_split(prep, "test")
+    one_class = int(np.argmax(test.labels() != test.labels()[0]))  # pairs before the first other label
+    choice = choose_precision(path, test, PredictorSettings(), pairs=one_class, batch_size=64, seconds=0.1)
+    assert choice.chosen == "fp32"
+    assert [(c.precision, c.auc, c.passes) for c in choice.candidates] == [
+        ("fp32", None, True),
+        ("bf16", None, False),
+        ("int8", None, False),
+    ]

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -48,6 +51,9 @@ def test_every_notebook_ran_in_a_kernel_into_the_run_folder(smoke) -> None:
     # the cell output was streamed while it ran: progress text and one line per LoadGen run
     assert "prepare: 100%" in log
     assert "Offline performance: VALID" in log
+    # no kernel connection files or sockets in the run folder, no lock left beside it or its data
+    assert [p for p in run.rglob("*") if p.name.startswith("kernel") or p.is_socket()] == []
+    assert list(run.parent.glob(".*.dlrm-nb.lock")) == list(run.glob(".*.dlrm-nb.lock")) == []
 
 
 def test_run_json_records_parameters_versions_commit_and_machine(smoke) -> None:
@@ -156,16 +162,87 @@ def test_a_failing_notebook_exits_non_zero_and_keeps_its_executed_copy(tmp_path:
         text=True,
         timeout=300,
     )
-    assert done.returncode != 0
-    assert "01_prepare_data.ipynb failed in cell" in done.stderr
-    assert "day_0" in done.stderr  # the package's own message: which file is missing
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
     executed = tmp_path / "broken" / "01_prepare_data.ipynb"
-    assert str(executed) in done.stderr
+    line = done.stderr.strip().splitlines()[-1]  # one line: the notebook, the cell, our message, the copy
+    assert line.startswith("dlrm-nb run: error: 01_prepare_data.ipynb failed in cell ")
+    assert "day_0" in line  # the package's own message: which file is missing
+    assert line.endswith(f"; the executed notebook, with the traceback, is {executed}")
     text = executed.read_text()
     assert "An Exception was encountered" in text  # papermill's error banner
     assert not (tmp_path / "broken" / "02_load_model.ipynb").exists()
     record = json.loads((tmp_path / "broken" / "run.json").read_text())
     assert record["status"] == "failed" and "01_prepare_data" in record["failure"]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line holds ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stopped_run_says_interrupted_and_leaves_no_kernel_files(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    """Stopped while 01 writes its synthetic data: one line, exit 130/143, run.json says so, the
+    kernel is shut down, and neither its connection file nor its sockets are left anywhere."""
+    from dlrm_nb.fileio import is_temp_name
+    from dlrm_nb.locks import lock_path
+
+    params = tmp_path / "long.yaml"
+    params.write_text("prepare_data:\n  synthetic_days: 3\n  synthetic_rows_per_day: 2000000\n")
+    kernel_tmp = tmp_path / "tmp"  # the kernel's temporary folder (its connection file and sockets)
+    kernel_tmp.mkdir()
+    results = tmp_path / "results"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dlrm_nb.cli",
+            "run",
+            str(params),
+            "--results",
+            str(results),
+            "--run-id",
+            "long",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(kernel_tmp)},
+    )
+    raw = results / "long" / "raw"
+    deadline = time.monotonic() + 120
+    while not (raw.is_dir() and any(is_temp_name(p.name) for p in raw.iterdir())):  # 01 is writing day_0
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.05)
+    child.send_signal(signum)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == code, err
+    assert err.strip().splitlines()[-1] == (
+        "dlrm-nb run: interrupted; run.json says interrupted and the run folder keeps the notebooks that "
+        "finished; start a new run (another --run-id)"
+    )
+    run = results / "long"
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "interrupted"
+    assert record["failure"] == (
+        "interrupted by SIGTERM" if signum == signal.SIGTERM else "interrupted by Ctrl-C (SIGINT)"
+    )
+    assert [n["notebook"] for n in record["notebooks"]] == ["01_prepare_data"]
+    left = [p for p in run.rglob("*") if p.name.startswith("kernel") or p.is_socket() or is_temp_name(p.name)]
+    assert left == []
+    assert list(kernel_tmp.glob("dlrm-nb-kernel-*")) == []
+    assert not lock_path(run).exists() and not lock_path(run / "prepared").exists()
+    assert _processes_mentioning(str(kernel_tmp)) == []  # the kernel is gone too
 
 
 def test_report_screenshot_in_headless_chromium_shows_the_plots(smoke, tmp_path: Path) -> None:
