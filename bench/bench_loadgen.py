@@ -2,8 +2,12 @@
 
     python bench/bench_loadgen.py [--precisions fp32 bf16 int8] [--table-precision fp32]
                                   [--search-s 60] [--latency-ms 30] [--json OUT.json]
+                                  [--checkpoint C.pt --random-pairs N]
 
-On synthetic data with the demo model (tb00_40M MLPs, trained once into --work), per precision:
+On synthetic data with the demo model (tb00_40M MLPs, trained once into --work), per precision;
+with --checkpoint (e.g. a full-size one from ``dlrm-nb synth-checkpoint``) on a test split of N
+records whose ids are drawn uniformly over each of its tables (so gathers touch all of them, as
+real traffic over real-size tables does; the demo data's ids sit in the tables' first rows):
   bare        model-only pairs/s at the SUT's batch size, and its share of this machine's measured
               matmul peak in that precision (one pair is 4.92 MFLOP)
   Offline     LoadGen samples/s and pairs/s, and their ratio to the bare forward   (target >= 90%)
@@ -19,20 +23,24 @@ import json
 import statistics
 import sys
 import time
+import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_model import peak_matmul
 
+from dlrm_nb.data.criteo import BIN_DTYPE, CAT_COLS, DATASETS, DENSE_COLS, LABEL_COL, N_DENSE, N_FIELDS
 from dlrm_nb.data.preprocess import PrepareSettings, prepare
 from dlrm_nb.data.synthetic import generate
 from dlrm_nb.loadgen.benchmark import Benchmark, open_benchmark
 from dlrm_nb.loadgen.qps_search import search_server_qps
 from dlrm_nb.loadgen.settings import LoadgenSettings
-from dlrm_nb.model.dlrm import preset
+from dlrm_nb.model.checkpoint import load_checkpoint
+from dlrm_nb.model.page_in import page_in
 from dlrm_nb.model.train import TrainSettings, train_demo
 from dlrm_nb.workbook.sysinfo import cpu_flags, cpu_model
 
@@ -56,6 +64,25 @@ def demo_checkpoint(work: Path) -> tuple[Path, Path]:
         prepare(work / "raw", prepared, PrepareSettings(max_ind_range=1_000_000, write_train=True))
         train_demo(prepared, checkpoint, TrainSettings(seed=1))
     return checkpoint, prepared
+
+
+def random_prepared(work: Path, table_sizes: tuple[int, ...], pairs: int, seed: int = 7) -> Path:
+    """A prepared folder whose test split holds ``pairs`` records with ids uniform over each table
+    (labels and dense values random), and counts equal to the table sizes; made once."""
+    folder = work / f"random-{pairs}-{seed}-{zlib.crc32(np.asarray(table_sizes).tobytes()):08x}"
+    split = folder / DATASETS["terabyte"].bin_name("test")
+    if split.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    records = np.empty((pairs, N_FIELDS), dtype=BIN_DTYPE)
+    records[:, LABEL_COL] = rng.integers(0, 2, pairs)
+    records[:, DENSE_COLS] = rng.integers(0, 100, (pairs, N_DENSE))
+    for j, rows in enumerate(table_sizes):
+        records[:, CAT_COLS.start + j] = rng.integers(0, rows, pairs)
+    np.savez(folder / DATASETS["terabyte"].fea_count_name(), counts=np.asarray(table_sizes, dtype=np.int32))
+    records.tofile(split)
+    return folder
 
 
 def bare_forward_rate(bench: Benchmark, pairs: int, seconds: float = 3.0) -> float:
@@ -84,12 +111,20 @@ def bare_sample_p90_ms(bench: Benchmark, repeats: int = 300) -> float:
 
 
 def run_precision(args: argparse.Namespace, precision: str, peaks: dict[str, float]) -> dict:
-    checkpoint, prepared = demo_checkpoint(args.work)
+    if args.checkpoint:
+        checkpoint = args.checkpoint
+        table_sizes = load_checkpoint(checkpoint)[0].arch.table_sizes
+        prepared = random_prepared(args.work, table_sizes, args.random_pairs)
+    else:
+        checkpoint, prepared = demo_checkpoint(args.work)
+    started = time.perf_counter()
     bench = open_benchmark(
         checkpoint, prepared, precision=precision, table_precision=args.table_precision, device=args.device
     )
+    load_s = time.perf_counter() - started
+    page_in_s = page_in(bench.predictor.engine, progress=False)
     precision = bench.source.precision  # auto: the one it chose
-    runs = args.work / "runs" / f"{precision}-{args.table_precision}"
+    runs = args.work / "runs" / f"{Path(checkpoint).stem}-{precision}-{args.table_precision}"
     offline = bench.run(
         LoadgenSettings(
             scenario="Offline", min_duration_ms=10_000, max_duration_ms=30_000, max_pairs=args.max_pairs
@@ -98,8 +133,11 @@ def run_precision(args: argparse.Namespace, precision: str, peaks: dict[str, flo
     )
     batch = int(offline["sut"]["mean_batch_pairs"])
     bare = bare_forward_rate(bench, batch)
-    gflops = bare * preset("tb00_40M").flops_per_pair / 1e9
+    gflops = bare * bench.predictor.arch.flops_per_pair / 1e9
     row = {
+        "checkpoint": str(checkpoint),
+        "load_s": load_s,
+        "page_in_s": page_in_s,
         "precision": precision,
         "table_precision": args.table_precision,
         "batch_pairs": batch,
@@ -164,6 +202,11 @@ def print_table(machine: dict, rows: list[dict], bounds: list[float]) -> None:
             f"{r['single_p90_ms']:10.2f}{r['bare_sample_p90_ms']:9.2f}{r['single_of_bare']:6.2f}"
         )
     for r in rows:
+        print(
+            f"{r['precision']}, {r['table_precision']} tables of {Path(r['checkpoint']).name}: open "
+            f"{r['load_s']:.1f} s (tables converted or mapped from the cache), "
+            f"page-in {r['page_in_s']:.2f} s"
+        )
         for b in bounds:
             print(
                 f"{r['precision']} Server probes at {b:g} ms (QPS, p99 ms, valid):",
@@ -184,8 +227,11 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[30.0], help="Server p99 bounds")
     parser.add_argument("--max-pairs", type=int, default=4096, help="pairs per forward in the SUT")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="instead of the demo model")
+    parser.add_argument("--random-pairs", type=int, default=2_000_000, help="test pairs with --checkpoint")
     args = parser.parse_args()
-    demo_checkpoint(args.work)
+    if args.checkpoint is None:
+        demo_checkpoint(args.work)
     device = torch.device(args.device)
     peaks = {name: peak_matmul(dtype, device, 1.0) for name, dtype in PEAK_DTYPE.items()}
     machine = {
