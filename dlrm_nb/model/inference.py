@@ -27,7 +27,7 @@ from dlrm_nb.model.settings import (
     check_precision,
     check_table_precision,
 )
-from dlrm_nb.model.table_cache import cached_tables, wants_cache
+from dlrm_nb.model.table_cache import CachedTables, cached_tables, wants_cache
 from dlrm_nb.progress import Progress, progress_bar
 
 #: Batch sizes a forward runs at on the CPU: 16, 32, then multiples of 64 up to 1024. A forward's
@@ -64,27 +64,26 @@ def load_predictor(
     """The checkpoint, memory-mapped, as a :class:`Predictor`; its tables from the converted-model
     cache when ``settings.table_cache`` asks for it (made on the first load, with progress)."""
     model, _ = load_checkpoint(checkpoint)
+    cached = tables_for(checkpoint, model, settings, progress=progress)
     return Predictor(
         model,
         precision=settings.precision,
         table_precision=settings.table_precision,
         device=settings.device,
         compile=settings.compile,
-        tables=tables_for(checkpoint, model, settings, progress=progress),
+        tables=cached.tables if cached is not None else None,
     )
 
 
 def tables_for(
     checkpoint: str | os.PathLike, model: DLRM, settings: PredictorSettings, *, progress: Progress = True
-) -> PackedTables | None:
+) -> CachedTables | None:
     """The model's tables from the converted-model cache (made now if missing or stale) when
     ``settings`` ask for the cache; None when they are converted at load instead."""
     if not wants_cache(settings.table_cache, settings.table_precision, settings.device, model):
         return None
     cache_dir = settings.table_cache_dir or None
-    return cached_tables(
-        checkpoint, model, settings.table_precision, cache_dir=cache_dir, progress=progress
-    ).tables
+    return cached_tables(checkpoint, model, settings.table_precision, cache_dir=cache_dir, progress=progress)
 
 
 class Predictor:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from dlrm_nb.exceptions import DlrmNbError
-from dlrm_nb.fileio import temp_name
+from dlrm_nb.fileio import temp_name, write_json
 from dlrm_nb.model.dlrm import DLRM
 from dlrm_nb.model.engine import PACK_LIMIT_BYTES, PackedLayout, PackedTables, fill_packed, packed_layout
 from dlrm_nb.model.settings import check_table_cache, check_table_precision
@@ -150,7 +150,7 @@ def _make_entry(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         _write_weights(tmp / WEIGHTS_NAME, model, layout, progress)
-        (tmp / SOURCE_NAME).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
+        write_json(tmp / SOURCE_NAME, source)
         if folder.exists():  # stale: ours to replace (the cache is made by this package only)
             shutil.rmtree(folder)
         os.replace(tmp, folder)

@@ -243,17 +243,11 @@ def _predictor_settings(params: LoadModelParameters, precision: str = "fp32") ->
 def _make_table_cache(params: LoadModelParameters, checkpoint: Path, model: DLRM) -> dict[str, Any]:
     """The converted-model cache's entry for this table precision, made now when the settings ask
     for it (with progress), so later loads (auto's candidates, every LoadGen process) map it."""
-    from dlrm_nb.model.table_cache import cached_tables, wants_cache
+    from dlrm_nb.model.inference import tables_for
 
-    record: dict[str, Any] = {"mode": params.table_cache, "entry": None}
-    if wants_cache(params.table_cache, params.table_precision, params.device, model):
-        cached = cached_tables(
-            checkpoint,
-            model,
-            params.table_precision,
-            cache_dir=params.table_cache_dir or None,
-            progress=params.progress,
-        )
+    record: dict[str, Any] = {"mode": params.table_cache, "dir": params.table_cache_dir, "entry": None}
+    cached = tables_for(checkpoint, model, _predictor_settings(params), progress=params.progress)
+    if cached is not None:
         record.update(entry=str(cached.folder), reused=cached.reused, seconds=round(cached.seconds, 2))
     return record
 
@@ -341,7 +335,7 @@ def open_run_benchmark(run: Path) -> Benchmark:
         precision=model["precision"],
         table_precision=model.get("table_precision", "fp32"),
         table_cache=(model.get("table_cache") or {}).get("mode", "auto"),
-        table_cache_dir=_cache_dir(model),
+        table_cache_dir=(model.get("table_cache") or {}).get("dir", ""),
         device=model["device"],
         compile=model["compile"],
         aggregation=model["aggregation"],
@@ -349,12 +343,6 @@ def open_run_benchmark(run: Path) -> Benchmark:
         max_pairs_in_split=model["max_pairs_in_split"],
         trace_path=run / TRACE_NAME,
     )
-
-
-def _cache_dir(model: dict[str, Any]) -> str:
-    """The cache folder model.json's entry lies in ("" when none was made, or beside the checkpoint)."""
-    entry = (model.get("table_cache") or {}).get("entry")
-    return str(Path(entry).parent.parent) if entry else ""
 
 
 def run_scenarios(params: RunScenariosParameters) -> Path:
